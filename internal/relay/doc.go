@@ -1,0 +1,13 @@
+// Package relay is the Azure Relay Hybrid Connections protocol core: SAS
+// tokens, credentials, addressing, the control-channel wire format, the
+// WebSocket sender, the listener, the HTTP request-mode sender and the
+// gateway's pooled sender.
+//
+// It owns every long-lived connection the project opens towards a relay.
+// It must not import internal/api, internal/emulator, chi or Prometheus: the
+// emulator borrows only the token verifier and the wire types from here, and
+// metrics reach this package through its own small Metrics interface.
+//
+// Unless a type's documentation says otherwise, values are immutable after
+// construction and safe for concurrent use.
+package relay
