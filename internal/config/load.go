@@ -1,0 +1,99 @@
+// Package config loads each binary's configuration from the environment.
+// One Config type per binary (Gateway, Listener, Emulator), each with its own
+// prefix; packages other than cmd never read the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// validatable is a config with cross-field rules.
+type validatable interface{ Validate() error }
+
+// load fills c from the environment under prefix, then checks validator tags
+// and c.Validate, and returns every problem at once, naming variables and
+// never the values of secrets.
+func load(prefix string, c validatable) error {
+	if err := envconfig.Process(prefix, c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%s: cannot parse as %s", pe.KeyName, pe.TypeName)
+		}
+		return err
+	}
+	var problems []string
+	v := validator.New(validator.WithRequiredStructEnabled())
+	if err := v.Struct(c); err != nil {
+		var ve validator.ValidationErrors
+		if !errors.As(err, &ve) {
+			return err
+		}
+		t := reflect.TypeOf(c).Elem()
+		for _, fe := range ve {
+			problems = append(problems, fmt.Sprintf("%s: %s", envName(prefix, t, fe.StructField()), describe(fe)))
+		}
+	}
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// EnvName returns the variable envconfig reads for field of t under prefix
+// (split_words naming).
+func envName(prefix string, t reflect.Type, field string) string {
+	f, ok := t.FieldByName(field)
+	if !ok {
+		return field
+	}
+	return prefix + "_" + splitWords(f.Name)
+}
+
+// splitWords turns "MaxBodyBytes" into "MAX_BODY_BYTES" like envconfig.
+func splitWords(s string) string {
+	var b strings.Builder
+	r := []rune(s)
+	for i, c := range r {
+		if i > 0 && isUpper(c) && (!isUpper(r[i-1]) || i+1 < len(r) && !isUpper(r[i+1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(c)
+	}
+	return strings.ToUpper(b.String())
+}
+
+func isUpper(c rune) bool { return c >= 'A' && c <= 'Z' }
+
+// describe states a validation failure without the offending value.
+func describe(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "min", "gte":
+		return "must be at least " + fe.Param()
+	case "max", "lte":
+		return "must be at most " + fe.Param()
+	case "oneof":
+		return "must be one of " + fe.Param()
+	case "hostname_port":
+		return "must be host:port"
+	case "url", "http_url":
+		return "must be a URL"
+	}
+	return "fails rule " + fe.Tag()
+}
+
+// Usage prints every variable of c with its default and description.
+func Usage(prefix string, c any) error {
+	return envconfig.Usagef(prefix, c, os.Stderr, envconfig.DefaultTableFormat)
+}

@@ -1,0 +1,64 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MessageType is a WebSocket message type.
+type MessageType int
+
+// Message types, numbered as in RFC 6455 opcodes.
+const (
+	MessageText   MessageType = 1
+	MessageBinary MessageType = 2
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case MessageText:
+		return "text"
+	case MessageBinary:
+		return "binary"
+	}
+	return fmt.Sprintf("MessageType(%d)", int(t))
+}
+
+// Message is one message the gateway relays: one WebSocket frame of Type
+// holding Data. ID identifies it in logs and replies. The pool never
+// modifies Data and does not retain it after Send returns.
+type Message struct {
+	ID   string
+	Type MessageType
+	Data []byte
+}
+
+// Errors of the sender side. RelayError (returned when the relay refuses a
+// connection) matches exactly one of the first five with errors.Is.
+var (
+	// ErrUnauthorized: the relay answered 401 (missing, malformed, expired
+	// or badly signed token).
+	ErrUnauthorized = errors.New("relay: unauthorized")
+	// ErrForbidden: the relay answered 403 (token not valid for this entity
+	// or action, or a quota).
+	ErrForbidden = errors.New("relay: forbidden")
+	// ErrNotFound: the relay answered 404: no such entity, or (for a
+	// sender) no listener connected. Retryable for senders.
+	ErrNotFound = errors.New("relay: endpoint not found")
+	// ErrRelayUnavailable: the relay answered 5xx or an unexpected status.
+	ErrRelayUnavailable = errors.New("relay: relay error")
+	// ErrTimeout: the relay did not answer in time (408/504, or a dial or
+	// handshake deadline).
+	ErrTimeout = errors.New("relay: timeout")
+
+	// ErrClosed: the pool or listener was closed.
+	ErrClosed = errors.New("relay: closed")
+	// ErrOverloaded: every pooled connection's send queue is full.
+	ErrOverloaded = errors.New("relay: send queue full")
+	// ErrUnavailable: no healthy pooled connection (for example no listener
+	// is connected to the relay).
+	ErrUnavailable = errors.New("relay: no healthy connection")
+	// ErrConnLost: the connection carrying a message died before the
+	// message was written.
+	ErrConnLost = errors.New("relay: connection lost")
+)
