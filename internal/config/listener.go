@@ -1,0 +1,203 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+// ListenerPrefix is the environment prefix of cmd/listener.
+const ListenerPrefix = "LISTENER"
+
+// Listener is cmd/listener's configuration, read from LISTENER_* variables.
+// Exactly one credential source is used: ConnectionString, ConfigFile, or
+// the explicit fields (Namespace, EntityPath, KeyName, Key).
+type Listener struct {
+	ConnectionString string `split_words:"true" desc:"Azure Relay connection string: Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=… (add ;UseDevelopmentEmulator=true for a local relay-emulator over plain ws://)"`
+	ConfigFile       string `split_words:"true" desc:"path to the seed quickstart's config.json ({\"namespace\",\"path\",\"keyrule\",\"key\"}); instead of LISTENER_CONNECTION_STRING"`
+	Namespace        string `split_words:"true" desc:"explicit credentials: namespace host (NS.servicebus.windows.net, a bare NS, or host:port of an emulator)"`
+	EntityPath       string `split_words:"true" desc:"explicit credentials: hybrid connection name"`
+	KeyName          string `split_words:"true" desc:"explicit credentials: SAS rule name (needs the Listen right)"`
+	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
+	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a local relay-emulator"`
+
+	Forward        string        `split_words:"true" desc:"local service URL (http or https); relayed HTTP requests are proxied to it and WebSocket messages POSTed to it. Empty: print only. The --forward flag overrides it"`
+	ForwardTimeout time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"how long the local service may take to answer one forwarded request or message"`
+
+	MaxMessageBytes int64         `split_words:"true" default:"1048576" validate:"min=1024" desc:"largest WebSocket message or HTTP request body accepted, in bytes"`
+	TokenTTL        time.Duration `split_words:"true" default:"1h" validate:"min=1m" desc:"lifetime of the SAS tokens minted for the control channel; renewed before expiry"`
+	PingInterval    time.Duration `split_words:"true" default:"30s" validate:"min=1s" desc:"WebSocket ping interval on the control channel (Azure drops idle channels after ~4 min)"`
+	LogLevel        string        `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
+	LogFormat       string        `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
+}
+
+// LoadListener reads LISTENER_* variables, rejects unknown ones (a typo
+// would otherwise be silently ignored) and validates the result, listing
+// every problem by variable name and never a secret's value.
+func LoadListener() (Listener, error) {
+	var c Listener
+	if err := envconfig.CheckDisallowed(ListenerPrefix, &c); err != nil {
+		return c, err
+	}
+	if err := load(ListenerPrefix, &c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// ListenerUsage returns the table of every LISTENER_* variable with its
+// type, default and description.
+func ListenerUsage() string {
+	var b strings.Builder
+	_ = envconfig.Usagef(ListenerPrefix, &Listener{}, &b, envconfig.DefaultTableFormat)
+	return b.String()
+}
+
+// Validate checks the cross-field rules: one credential source, complete
+// explicit credentials and a usable forward URL.
+func (c *Listener) Validate() error {
+	var problems []string
+	if err := c.validateSource(); err != nil {
+		problems = append(problems, err.Error())
+	} else if _, err := c.Credentials(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := validateForward("LISTENER_FORWARD", c.Forward); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+func (c *Listener) explicit() bool {
+	return c.Namespace != "" || c.EntityPath != "" || c.KeyName != "" || c.Key != ""
+}
+
+func (c *Listener) validateSource() error {
+	n := 0
+	var set []string
+	if c.ConnectionString != "" {
+		n++
+		set = append(set, "LISTENER_CONNECTION_STRING")
+	}
+	if c.ConfigFile != "" {
+		n++
+		set = append(set, "LISTENER_CONFIG_FILE")
+	}
+	if c.explicit() {
+		n++
+		set = append(set, "LISTENER_NAMESPACE/ENTITY_PATH/KEY_NAME/KEY")
+	}
+	switch {
+	case n == 0:
+		return errors.New("credentials: set LISTENER_CONNECTION_STRING, LISTENER_CONFIG_FILE, or LISTENER_NAMESPACE, LISTENER_ENTITY_PATH, LISTENER_KEY_NAME and LISTENER_KEY")
+	case n > 1:
+		return fmt.Errorf("credentials: set only one source, not %s", strings.Join(set, " and "))
+	}
+	if c.explicit() {
+		var missing []string
+		for _, f := range []struct{ name, v string }{
+			{"LISTENER_NAMESPACE", c.Namespace}, {"LISTENER_ENTITY_PATH", c.EntityPath},
+			{"LISTENER_KEY_NAME", c.KeyName}, {"LISTENER_KEY", c.Key},
+		} {
+			if f.v == "" {
+				missing = append(missing, f.name)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("credentials: %s required with explicit credentials", strings.Join(missing, ", "))
+		}
+	}
+	return nil
+}
+
+// SetForward overrides Forward (from the --forward flag) and validates it.
+func (c *Listener) SetForward(raw string) error {
+	if err := validateForward("--forward", raw); err != nil {
+		return err
+	}
+	c.Forward = raw
+	return nil
+}
+
+// ForwardURL returns the parsed Forward URL, or nil when it is empty.
+func (c *Listener) ForwardURL() *url.URL {
+	if c.Forward == "" {
+		return nil
+	}
+	u, err := url.Parse(c.Forward)
+	if err != nil {
+		return nil // unreachable after Validate
+	}
+	return u
+}
+
+// validateForward accepts an empty value or an absolute http(s) URL without
+// user information, query or fragment. The value is not echoed: a forward
+// URL may carry credentials.
+func validateForward(name, raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: is not a URL", name)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%s: scheme must be http or https", name)
+	case u.Host == "":
+		return fmt.Errorf("%s: needs a host", name)
+	case u.User != nil:
+		return fmt.Errorf("%s: must not contain user information", name)
+	case u.Fragment != "":
+		return fmt.Errorf("%s: must not contain a fragment", name)
+	}
+	return nil
+}
+
+// Credentials resolves the configured credential source. Errors name the
+// variable (or the config.json field) and never contain a key.
+func (c *Listener) Credentials() (relay.Credentials, error) {
+	switch {
+	case c.ConnectionString != "":
+		cr, err := relay.ParseConnectionString(c.ConnectionString)
+		if err != nil {
+			return relay.Credentials{}, fmt.Errorf("LISTENER_CONNECTION_STRING: %w", err)
+		}
+		return cr, nil
+	case c.ConfigFile != "":
+		data, err := os.ReadFile(c.ConfigFile)
+		if err != nil {
+			return relay.Credentials{}, fmt.Errorf("LISTENER_CONFIG_FILE: %w", err)
+		}
+		cr, err := relay.ParseSeedConfig(data)
+		if err != nil {
+			return relay.Credentials{}, fmt.Errorf("LISTENER_CONFIG_FILE %s: %w", c.ConfigFile, err)
+		}
+		return cr, nil
+	}
+	ns := strings.TrimSpace(c.Namespace)
+	if ns != "" && !strings.ContainsAny(ns, ".:") {
+		ns += ".servicebus.windows.net"
+	}
+	cr := relay.Credentials{
+		Host:       ns,
+		EntityPath: strings.Trim(c.EntityPath, "/"),
+		KeyName:    c.KeyName,
+		Key:        c.Key,
+		Insecure:   c.Emulator,
+	}
+	if err := cr.Validate(); err != nil {
+		return relay.Credentials{}, fmt.Errorf("LISTENER_NAMESPACE/ENTITY_PATH/KEY_NAME/KEY: %w", err)
+	}
+	return cr, nil
+}
