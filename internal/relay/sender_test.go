@@ -253,4 +253,3 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
-
