@@ -1,0 +1,187 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+// sendRequest is the application/json body of POST /messages.
+type sendRequest struct {
+	// Message is relayed byte for byte.
+	Message json.RawMessage `json:"message" validate:"required"`
+	ID      string          `json:"id" validate:"omitempty,msgid"`
+}
+
+// Validate rejects a null message and a message that is not valid UTF-8
+// (it is relayed in a text frame).
+func (m *sendRequest) Validate() error {
+	switch {
+	case bytes.Equal(m.Message, []byte("null")):
+		return invalid("request body is invalid", FieldError{Pointer: "#/message", Detail: "must not be null"})
+	case !utf8.Valid(m.Message):
+		return invalid("request body is invalid", FieldError{Pointer: "#/message", Detail: "must be valid UTF-8"})
+	}
+	return nil
+}
+
+// envelope is the text frame a listener receives for a JSON message:
+// {"id":…,"message":…} with the message's bytes as posted (json.Marshal
+// would compact a RawMessage, so it is assembled by hand).
+func (m *sendRequest) envelope(id string) []byte {
+	idJSON, _ := json.Marshal(id) // a string always marshals
+	b := make([]byte, 0, len(m.Message)+len(idJSON)+len(`{"id":,"message":}`))
+	b = append(b, `{"id":`...)
+	b = append(b, idJSON...)
+	b = append(b, `,"message":`...)
+	b = append(b, m.Message...)
+	return append(b, '}')
+}
+
+type sentResponse struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+type deliveredResponse struct {
+	ID       string           `json:"id"`
+	Status   string           `json:"status"`
+	Listener listenerResponse `json:"listener"`
+}
+
+type listenerResponse struct {
+	Status       int               `json:"status"`
+	Headers      map[string]string `json:"headers"`
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"bodyEncoding"`
+}
+
+// Delivery modes of POST /messages.
+const (
+	deliverySend    = "send"
+	deliveryRequest = "request"
+)
+
+// handleSend handles "POST /messages".
+func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
+	if s.Draining() {
+		return newProblem(CodeDraining, "the gateway is shutting down")
+	}
+	delivery := deliverySend
+	if q := r.URL.Query(); q.Has("delivery") {
+		delivery = q.Get("delivery")
+		if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
+			return invalid("invalid query parameter", FieldError{Parameter: "delivery", Detail: "must be send or request"})
+		}
+	}
+
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil {
+		return newProblem(CodeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+	}
+	msg := relay.Message{Type: relay.MessageText}
+	var contentType string
+	switch mt {
+	case "application/json":
+		req, err := decodeJSON[sendRequest](w, r, s.validate, s.cfg.MaxBodyBytes)
+		if err != nil {
+			return err
+		}
+		msg.ID = req.ID
+		if msg.ID == "" {
+			msg.ID = relay.NewID()
+		}
+		msg.Data = req.envelope(msg.ID)
+		contentType = "application/json"
+	case "text/plain":
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+			return newProblem(CodeUnsupportedMediaType, "text/plain must be UTF-8")
+		}
+		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
+			return err
+		}
+		if !utf8.Valid(msg.Data) {
+			return invalid("text/plain body is not valid UTF-8")
+		}
+		contentType = "text/plain; charset=utf-8"
+	case "application/octet-stream":
+		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
+			return err
+		}
+		msg.Type = relay.MessageBinary
+		contentType = "application/octet-stream"
+	default:
+		return newProblem(CodeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+	}
+	if msg.ID == "" {
+		msg.ID = relay.NewID()
+	}
+
+	if delivery == deliveryRequest {
+		return s.deliver(w, r, msg, contentType)
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SendTimeout)
+	defer cancel()
+	if err := s.relayer.Send(ctx, msg); err != nil {
+		return err
+	}
+	s.metrics.Relayed(msg.Type.String(), deliverySend, len(msg.Data))
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "message sent",
+			slog.String("request_id", RequestID(r.Context())), slog.String("id", msg.ID),
+			slog.String("type", msg.Type.String()), slog.Int("bytes", len(msg.Data)))
+	}
+	return writeJSON(w, http.StatusAccepted, sentResponse{ID: msg.ID, Status: "sent"})
+}
+
+// hopHeaders are not relayed back from the listener.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Via": true,
+	"Content-Length": true, "Set-Cookie": true,
+}
+
+// deliver sends msg through the relay's HTTP request mode and wraps the
+// listener's answer, whatever its status, in a 200 "delivered" document.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, msg relay.Message, contentType string) error {
+	if s.requester == nil {
+		return newProblem(CodeUnavailable, "delivery=request is not available on this gateway")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DeliveryTimeout)
+	defer cancel()
+	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: RequestID(r.Context()), ContentType: contentType, Body: msg.Data})
+	if err != nil {
+		if errors.Is(err, ErrListenerBodyTooLarge) {
+			return &Problem{Code: CodeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}
+		}
+		return err
+	}
+	s.metrics.Relayed(msg.Type.String(), deliveryRequest, len(msg.Data))
+	lr := listenerResponse{Status: resp.Status, Headers: map[string]string{}}
+	for k, v := range resp.Header {
+		if !hopHeaders[http.CanonicalHeaderKey(k)] {
+			lr.Headers[http.CanonicalHeaderKey(k)] = strings.Join(v, ", ")
+		}
+	}
+	if utf8.Valid(resp.Body) {
+		lr.Body, lr.BodyEncoding = string(resp.Body), "utf-8"
+	} else {
+		lr.Body, lr.BodyEncoding = base64.StdEncoding.EncodeToString(resp.Body), "base64"
+	}
+	return writeJSON(w, http.StatusOK, deliveredResponse{ID: msg.ID, Status: "delivered", Listener: lr})
+}
+
+// ErrListenerBodyTooLarge is returned by a Requester when the listener's
+// response body exceeds the limit.
+var ErrListenerBodyTooLarge = errors.New("api: listener response body too large")

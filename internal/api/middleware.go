@@ -1,0 +1,169 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+)
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// RequestID returns the request id set by the RequestID middleware, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+func withRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// idPattern is what a caller's X-Request-Id and a client message id must
+// match: safe to log and to put in headers and JSON as is.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestID honours a valid X-Request-Id or generates one, and returns it
+// in the response header.
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !idPattern.MatchString(id) {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(withRequestID(r.Context(), id)))
+	})
+}
+
+// logRequests logs one line per request and records request metrics. It
+// never logs the query string or headers (they may hold credentials).
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		defer func() {
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			d := time.Since(start)
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			s.metrics.ObserveRequest(route, r.Method, status, d)
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
+				slog.String("request_id", RequestID(r.Context())),
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.String("route", route),
+				slog.Int("status", status),
+				slog.Int("bytes", ww.BytesWritten()),
+				slog.Duration("duration", d),
+				slog.String("remote", r.RemoteAddr),
+			)
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}
+
+// recoverer turns a panic into a logged 500 problem (if nothing was written
+// yet). http.ErrAbortHandler is re-panicked, as net/http expects.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v)
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelError, "panic",
+				slog.String("request_id", RequestID(r.Context())), slog.Any("panic", v))
+			if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+				return
+			}
+			s.writeProblem(w, r, &Problem{Code: CodeInternal, Detail: "internal error"})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors answers preflight requests from allowed origins and adds the CORS
+// headers to their actual requests. Requests from other origins get no
+// CORS headers (the browser then blocks them).
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		h := w.Header()
+		if origin != "" {
+			h.Add("Vary", "Origin")
+		}
+		allowed := origin != "" && (s.anyOrigin || s.origins[origin])
+		if allowed {
+			if s.anyOrigin {
+				h.Set("Access-Control-Allow-Origin", "*")
+			} else {
+				h.Set("Access-Control-Allow-Origin", origin)
+			}
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Add("Vary", "Access-Control-Request-Method")
+			h.Add("Vary", "Access-Control-Request-Headers")
+			if allowed {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, X-Request-Id")
+				h.Set("Access-Control-Max-Age", "600")
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func hashKey(k string) [32]byte { return sha256.Sum256([]byte(k)) }
+
+// authenticate requires one of the configured API keys, as
+// "Authorization: Bearer <key>" or "X-API-Key: <key>", when any are
+// configured. Keys are compared as SHA-256 digests in constant time, all of
+// them every time.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if len(s.keys) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		presented := r.Header.Get("X-API-Key")
+		if a := r.Header.Get("Authorization"); presented == "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			presented = strings.TrimSpace(a[7:])
+		}
+		if presented == "" {
+			s.writeProblem(w, r, newProblem(CodeUnauthenticated, "an API key is required (Authorization: Bearer <key> or X-API-Key)"))
+			return
+		}
+		d := hashKey(presented)
+		ok := 0
+		for i := range s.keys {
+			ok |= subtle.ConstantTimeCompare(d[:], s.keys[i][:])
+		}
+		if ok != 1 {
+			s.writeProblem(w, r, newProblem(CodeUnauthenticated, "the API key is not valid"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

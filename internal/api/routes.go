@@ -1,0 +1,48 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/relaygate/relaygate"
+)
+
+// Handler returns the HTTP handler of the whole REST surface. Middleware
+// order: RequestID → logger (+ metrics) → Recoverer → CORS; API keys on the
+// /messages and /token group only.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	s.routes(r)
+	return r
+}
+
+// routes is the only place chi paths appear.
+func (s *Server) routes(r chi.Router) {
+	r.Use(s.requestID, s.logRequests, s.recoverer, s.cors)
+	r.NotFound(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return newProblem(CodeNotFound, "no route for %s", r.URL.Path)
+	}))
+	r.MethodNotAllowed(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return newProblem(CodeMethodNotAllowed, "method %s is not allowed here", r.Method)
+	}))
+
+	r.Get("/healthz", s.wrap(s.handleHealthz))
+	r.Get("/readyz", s.wrap(s.handleReadyz))
+	r.Get("/openapi.yaml", s.handleOpenAPI)
+	if s.cfg.MetricsHandler != nil {
+		r.Method(http.MethodGet, "/metrics", s.cfg.MetricsHandler)
+	}
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Post("/messages", s.wrap(s.handleSend))
+		r.Get("/token", s.wrap(s.handleToken))
+	})
+}
+
+// handleOpenAPI handles "GET /openapi.yaml": the embedded contract.
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(relaygate.OpenAPI)
+}

@@ -1,0 +1,182 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+// Relayer sends one message as one WebSocket frame through the relay. The
+// ctx bounds only the wait (queueing, finding a healthy connection); it must
+// not reach a pooled connection. Errors wrap relay's sentinels
+// (relay.ErrUnavailable, ErrOverloaded, ErrClosed, ErrUnauthorized, ...).
+// *relay.Pool implements it. Implementations must be safe for concurrent use.
+type Relayer interface {
+	Send(ctx context.Context, m relay.Message) error
+}
+
+// ReadinessChecker is an optional interface of a Relayer: Ready reports
+// whether at least one healthy connection is up and, if not, why.
+type ReadinessChecker interface {
+	Ready() (bool, string)
+}
+
+// ListenerRequest is what POST /messages?delivery=request sends to the
+// listener through the relay's HTTP request mode: a POST with Body and
+// ContentType.
+type ListenerRequest struct {
+	ID          string
+	RequestID   string
+	ContentType string
+	Body        []byte
+}
+
+// ListenerResponse is the listener's answer, as relayed.
+type ListenerResponse struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Requester delivers one request to the listener through the relay's HTTP
+// request mode. It returns a ListenerResponse only for an answer that came
+// from the listener (whatever its status); errors of the relay itself wrap
+// relay's sentinels (relay.ErrNotFound for "no listener", ErrTimeout, ...).
+// Implementations must be safe for concurrent use.
+type Requester interface {
+	Request(ctx context.Context, req ListenerRequest) (*ListenerResponse, error)
+}
+
+// Config is the api's share of the gateway configuration.
+type Config struct {
+	// Credentials of the hybrid connection, for GET /token.
+	Credentials relay.Credentials
+	// MaxBodyBytes limits request bodies (413 above it) and the listener
+	// response bodies relayed by ?delivery=request. Default 1 MiB.
+	MaxBodyBytes int64
+	// SendTimeout bounds a POST /messages from decoding to the frame being
+	// written. Default 10s.
+	SendTimeout time.Duration
+	// DeliveryTimeout bounds a ?delivery=request round trip. Default 30s.
+	DeliveryTimeout time.Duration
+	// RetryAfter is the hint sent with every 503. Default 1s.
+	RetryAfter time.Duration
+	// TokenTTL is GET /token's default lifetime (1h); TokenMaxTTL caps it (24h).
+	TokenTTL    time.Duration
+	TokenMaxTTL time.Duration
+	// APIKeys, if any, are required on /messages and /token.
+	APIKeys []string
+	// CORSOrigins are the browser origins allowed to call the API ("*" for any).
+	CORSOrigins []string
+	// MetricsHandler serves GET /metrics; nil means 404.
+	MetricsHandler http.Handler
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 10 * time.Second
+	}
+	if c.DeliveryTimeout <= 0 {
+		c.DeliveryTimeout = 30 * time.Second
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = time.Second
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = time.Hour
+	}
+	if c.TokenMaxTTL <= 0 {
+		c.TokenMaxTTL = 24 * time.Hour
+	}
+	if c.TokenTTL > c.TokenMaxTTL {
+		c.TokenTTL = c.TokenMaxTTL
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Server serves the REST surface. It is safe for concurrent use; Drain may
+// be called from any goroutine.
+type Server struct {
+	// Static after construction.
+	cfg       Config
+	relayer   Relayer
+	requester Requester
+	log       *slog.Logger
+	metrics   Metrics
+	validate  *validator.Validate
+	keys      [][32]byte // sha256 of each API key
+	origins   map[string]bool
+	anyOrigin bool
+
+	draining atomic.Bool
+}
+
+// New returns a Server. rq may be nil, in which case ?delivery=request
+// answers 503. m may be nil (NopMetrics).
+func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Server {
+	cfg.setDefaults()
+	if m == nil {
+		m = NopMetrics{}
+	}
+	s := &Server{
+		cfg:       cfg,
+		relayer:   rl,
+		requester: rq,
+		log:       log,
+		metrics:   m,
+		validate:  newValidator(),
+		origins:   map[string]bool{},
+	}
+	for _, k := range cfg.APIKeys {
+		s.keys = append(s.keys, hashKey(k))
+	}
+	for _, o := range cfg.CORSOrigins {
+		if o == "*" {
+			s.anyOrigin = true
+		}
+		s.origins[o] = true
+	}
+	return s
+}
+
+// Drain marks the server as shutting down: /readyz answers 503 and new
+// POST /messages and GET /token requests get 503 "draining". Requests
+// already past that check finish normally. Drain is idempotent.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// HTTPServer returns an http.Server for h with every timeout set.
+func (s *Server) HTTPServer(h http.Handler) *http.Server {
+	longest := max(s.cfg.SendTimeout, s.cfg.DeliveryTimeout)
+	return &http.Server{
+		Handler: h,
+		// Slow-loris guard: headers are small and sent at once.
+		ReadHeaderTimeout: 5 * time.Second,
+		// Whole request including a MaxBodyBytes body; generous for slow
+		// uplinks, bounded so a stalled upload cannot pin a goroutine.
+		ReadTimeout: 30 * time.Second,
+		// Must outlast the longest handler (the relay deadlines) plus reading
+		// the body, or a slow relay answer would be cut off mid-response.
+		WriteTimeout: 30*time.Second + longest + 5*time.Second,
+		// Keep-alive connections are cheap but not free.
+		IdleTimeout: 60 * time.Second,
+		// Our headers are small; 64 KiB is plenty for tokens and keys.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}

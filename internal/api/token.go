@@ -1,0 +1,64 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+type tokenResponse struct {
+	Token     string `json:"token"`
+	ExpiresAt string `json:"expiresAt"`
+	Resource  string `json:"resource"`
+	KeyName   string `json:"keyName"`
+	URL       string `json:"url"`
+}
+
+// handleToken handles "GET /token?ttl=SECONDS": a sender token for the
+// configured hybrid connection and a ready wss:// URL. Never the key.
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
+	if s.Draining() {
+		return newProblem(CodeDraining, "the gateway is shutting down")
+	}
+	ttl := s.cfg.TokenTTL
+	if q := r.URL.Query(); q.Has("ttl") {
+		n, err := strconv.ParseInt(q.Get("ttl"), 10, 64)
+		switch {
+		case err != nil || n < 1 || len(q["ttl"]) > 1:
+			return invalid("invalid query parameter", FieldError{Parameter: "ttl", Detail: "must be a whole number of seconds, at least 1"})
+		case n > int64(s.cfg.TokenMaxTTL/time.Second):
+			return invalid("invalid query parameter", FieldError{Parameter: "ttl", Detail: "must be at most " + strconv.FormatInt(int64(s.cfg.TokenMaxTTL/time.Second), 10) + " seconds"})
+		}
+		ttl = time.Duration(n) * time.Second
+	}
+	c := s.cfg.Credentials
+	tok, exp, err := c.Token(s.cfg.Now(), ttl)
+	if err != nil {
+		return err
+	}
+	if tok == "" {
+		return &Problem{Code: CodeInternal, Detail: "internal error", Err: errNoKey}
+	}
+	keyName := c.KeyName
+	if keyName == "" {
+		if t, err := relay.ParseToken(tok); err == nil {
+			keyName = t.KeyName
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, tokenResponse{
+		Token:     tok,
+		ExpiresAt: exp.UTC().Format(time.RFC3339),
+		Resource:  c.ResourceURI(),
+		KeyName:   keyName,
+		URL:       c.WebSocketURL(relay.ActionConnect, relay.URLOptions{Token: tok}).String(),
+	})
+}
+
+var errNoKey = errorString("api: credentials have neither a key nor a shared access signature")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
