@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setGatewayEnv clears every GATEWAY_* variable for the test and sets env.
+func setGatewayEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, GatewayPrefix+"_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
+	setGatewayEnv(t, nil)
+	c, err := LoadGateway()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Local() || c.Addr != "127.0.0.1:8080" || c.PoolSize != 4 || c.MaxBodyBytes != 1<<20 ||
+		c.TokenMaxTTL != 24*time.Hour || c.ShutdownTimeout != 15*time.Second || c.LogFormat != "text" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestLoadGatewaySources(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(seed, []byte(`{"namespace":"myns","path":"hc1","keyrule":"send","key":"`+testSecret+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name         string
+		env          map[string]string
+		host, entity string
+		insecure     bool
+	}{
+		{"connection string", map[string]string{"GATEWAY_CONNECTION_STRING": "Endpoint=sb://myns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=" + testSecret + ";EntityPath=hc"}, "myns.servicebus.windows.net", "hc", false},
+		{"seed config.json", map[string]string{"GATEWAY_CONFIG_FILE": seed}, "myns.servicebus.windows.net", "hc1", false},
+		{"explicit emulator", map[string]string{"GATEWAY_NAMESPACE": "127.0.0.1:9090", "GATEWAY_ENTITY_PATH": "hc", "GATEWAY_KEY_NAME": "dev", "GATEWAY_KEY": testSecret, "GATEWAY_EMULATOR": "true",
+			"GATEWAY_ADDR": "0.0.0.0:8080", "GATEWAY_API_KEYS": "0123456789abcdef,fedcba9876543210", "GATEWAY_CORS_ORIGINS": "https://a.example,http://localhost:3000"}, "127.0.0.1:9090", "hc", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			setGatewayEnv(t, tt.env)
+			c, err := LoadGateway()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cr, err := c.Credentials()
+			if err != nil || c.Local() {
+				t.Fatalf("credentials: %v (local %v)", err, c.Local())
+			}
+			if cr.Host != tt.host || cr.EntityPath != tt.entity || cr.Insecure != tt.insecure || cr.Key != testSecret {
+				t.Errorf("got %v", cr)
+			}
+		})
+	}
+}
+
+func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
+	setGatewayEnv(t, map[string]string{
+		"GATEWAY_CONNECTION_STRING": "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=" + testSecret,
+		"GATEWAY_ADDR":              "0.0.0.0:8080",
+		"GATEWAY_POOL_SIZE":         "0",
+		"GATEWAY_LOG_FORMAT":        "xml",
+		"GATEWAY_SEND_TIMEOUT":      "1ms",
+		"GATEWAY_CORS_ORIGINS":      "https://a.example/path",
+	})
+	_, err := LoadGateway()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, want := range []string{"GATEWAY_CONNECTION_STRING", "EntityPath", "GATEWAY_ADDR", "GATEWAY_POOL_SIZE", "GATEWAY_LOG_FORMAT", "GATEWAY_SEND_TIMEOUT", "GATEWAY_CORS_ORIGINS"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not name %s:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, testSecret) {
+		t.Errorf("error contains the key:\n%s", msg)
+	}
+
+	setGatewayEnv(t, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"})
+	_, err = LoadGateway()
+	if err == nil || !strings.Contains(err.Error(), "GATEWAY_API_KEYS: key 1 is shorter") || !strings.Contains(err.Error(), "only one source") || strings.Contains(err.Error(), testSecret[:4]) {
+		t.Errorf("got %v", err)
+	}
+
+	setGatewayEnv(t, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
+	if _, err = LoadGateway(); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
+		t.Errorf("unknown variable: got %v", err)
+	}
+}
+
+func TestGatewayBindRules(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		addr  string
+		keys  []string
+		allow bool
+		ok    bool
+	}{
+		{"127.0.0.1:8080", nil, false, true},
+		{"localhost:8080", nil, false, true},
+		{"[::1]:8080", nil, false, true},
+		{"0.0.0.0:8080", nil, false, false},
+		{":8080", nil, false, false},
+		{"10.1.2.3:8080", nil, false, false},
+		{"0.0.0.0:8080", []string{"0123456789abcdef"}, false, true},
+		{"0.0.0.0:8080", nil, true, true},
+		{"nonsense", nil, false, false},
+	} {
+		c := Gateway{Addr: tt.addr, APIKeys: tt.keys, AllowInsecureBind: tt.allow}
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s keys=%v allow=%v: err %v, want ok=%v", tt.addr, tt.keys, tt.allow, err, tt.ok)
+		}
+	}
+}
+
+func TestGatewayUsageNamesEveryVariable(t *testing.T) {
+	t.Parallel()
+	u := GatewayUsage()
+	for _, want := range []string{"GATEWAY_CONNECTION_STRING", "GATEWAY_CONFIG_FILE", "GATEWAY_API_KEYS", "GATEWAY_CORS_ORIGINS", "GATEWAY_TOKEN_MAX_TTL", "GATEWAY_ALLOW_INSECURE_BIND", "GATEWAY_SHUTDOWN_TIMEOUT", "127.0.0.1:8080"} {
+		if !strings.Contains(u, want) {
+			t.Errorf("usage lacks %s", want)
+		}
+	}
+}
