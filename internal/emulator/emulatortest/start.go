@@ -1,0 +1,83 @@
+// Package emulatortest starts an in-process relay emulator for other
+// packages' tests.
+package emulatortest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relaygate/relaygate/internal/emulator"
+)
+
+// KeyName is the name of the Manage rule Start configures.
+const KeyName = "RootManageSharedAccessKey"
+
+// Start runs an emulator on 127.0.0.1:0 with one namespace-level Manage
+// rule (KeyName, a random key) and AutoCreate on, after applying opts to
+// the config. It logs at debug level to tb.Output() and is closed by
+// tb.Cleanup. Use s.Credentials(entity) to reach it.
+func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
+	tb.Helper()
+	cfg := emulator.Config{
+		Addr:       "127.0.0.1:0",
+		Rules:      []emulator.Rule{{Name: KeyName, Key: RandomKey(), Rights: emulator.RightManage}},
+		AutoCreate: true,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	out := &cutoffWriter{w: tb.Output()}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "emulator")
+	s, err := emulator.New(cfg, log, nil)
+	if err != nil {
+		tb.Fatalf("emulatortest: new: %v", err)
+	}
+	if err := s.Open(); err != nil {
+		tb.Fatalf("emulatortest: open: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			tb.Errorf("emulatortest: close: %v", err)
+		}
+		out.cut()
+	})
+	return s
+}
+
+// RandomKey returns a fresh 256-bit key, base64-encoded like Azure's.
+func RandomKey() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// cutoffWriter drops writes after cut, so a late log line (a timer firing
+// during shutdown) cannot write to a finished test's output.
+type cutoffWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (c *cutoffWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
+func (c *cutoffWriter) cut() {
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+}

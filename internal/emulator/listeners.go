@@ -1,0 +1,320 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+const (
+	// controlReadLimit bounds one message from a listener on its control
+	// channel: a JSON command or an inline response body (≤ 64 kB by the
+	// protocol; some margin for listeners that inline a little more).
+	controlReadLimit = 1 << 20
+	// controlWriteTimeout bounds one write (command plus body) on a control
+	// channel; a listener that does not read for that long is dropped.
+	controlWriteTimeout = 10 * time.Second
+	// closeWait is how long a close handshake may take before the TCP
+	// connection is closed anyway.
+	closeWait = 2 * time.Second
+)
+
+// controlChannel is one connected listener.
+type controlChannel struct {
+	// Static after construction.
+	s      *Server
+	e      *entity
+	id     string // the listener's sb-hc-id (for Allowed/DisallowedListeners)
+	host   string // Host the listener used to reach us; rendezvous addresses use it
+	scheme string // "ws" or "wss"
+	log    *slog.Logger
+
+	// ws is set before ready is closed, and nil after that if the upgrade
+	// failed.
+	ws    *websocket.Conn
+	ready chan struct{}
+
+	// wsem serializes writes of data messages (one command plus its body
+	// must be adjacent); acquire with a context, never hold across waits
+	// for anything but the write itself.
+	wsem chan struct{}
+
+	// Guarded by mu.
+	mu     sync.Mutex
+	expiry time.Time // token expiry; the channel closes at expiry+grace
+	timer  *time.Timer
+	done   bool
+}
+
+// handleListen handles "GET /$hc/{path}?sb-hc-action=listen": a listener's
+// control channel.
+func (s *Server) handleListen(w http.ResponseWriter, r *http.Request, rest string) {
+	res, we := s.resolve(rest)
+	if we != nil {
+		s.writeStatus(w, r, "", we)
+		return
+	}
+	if res.suffix != "" {
+		// Listeners register on the entity itself, not a sub-path.
+		s.writeStatus(w, r, res.name+res.suffix, errNotFound(errors.New("listen on a sub-path")))
+		return
+	}
+	if res.e == nil && !s.cfg.AutoCreate {
+		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
+		return
+	}
+	tok, we := s.authorize(r, res.name, RightListen, false, false)
+	if we != nil {
+		s.writeStatus(w, r, res.name, we)
+		return
+	}
+	e := s.ensure(res)
+	// Reserve a slot before upgrading so concurrent listeners cannot
+	// exceed the cap.
+	s.mu.Lock()
+	if len(e.listeners)+e.reserved >= s.cfg.MaxListeners {
+		s.mu.Unlock()
+		s.writeStatus(w, r, e.name, &wireError{code: http.StatusForbidden, reason: "listener_limit",
+			text: "QuotaExceeded: The maximum number of listeners for this hybrid connection has been reached."})
+		return
+	}
+	e.reserved++
+	s.mu.Unlock()
+
+	id := r.URL.Query().Get(relay.QueryID)
+	if id == "" || len(id) > 128 {
+		id = relay.NewID()
+	}
+	scheme := "ws"
+	if r.TLS != nil {
+		scheme = "wss"
+	}
+	c := &controlChannel{
+		s: s, e: e, id: id, host: r.Host, scheme: scheme,
+		log:    s.log.With(slog.String("entity", e.name), slog.String("listener", id)),
+		ready:  make(chan struct{}),
+		wsem:   make(chan struct{}, 1),
+		expiry: tok.Expiry,
+	}
+	// Register before the 101 goes out, so a sender that connects as soon
+	// as the listener's handshake completes finds it; send waits for ready.
+	s.mu.Lock()
+	e.reserved--
+	e.listeners = append(e.listeners, c)
+	s.mu.Unlock()
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err == nil && !s.track(ws) {
+		err = errShuttingDown
+	}
+	if err != nil {
+		s.log.Debug("listen upgrade failed", slog.String("entity", e.name), slog.Any("err", err))
+		close(c.ready)
+		c.unregister()
+		return
+	}
+	c.ws = ws
+	close(c.ready)
+	s.m.ListenersChanged(1)
+	c.log.Info("listener connected", slog.String("remote", r.RemoteAddr))
+	c.armExpiry()
+	c.readLoop()
+	c.shutdown()
+}
+
+// armExpiry (re)starts the expiry timer for the current token.
+func (c *controlChannel) armExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	d := time.Until(c.expiry.Add(c.s.cfg.TokenGrace))
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.checkExpiry)
+	} else {
+		c.timer.Reset(d)
+	}
+}
+
+// checkExpiry runs on the timer: closes the channel with 1008 unless the
+// token was renewed in the meantime.
+func (c *controlChannel) checkExpiry() {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
+	left := time.Until(c.expiry.Add(c.s.cfg.TokenGrace))
+	if left > 0 {
+		c.timer.Reset(left)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.log.Info("control channel token expired; closing with 1008")
+	c.s.m.Rejected("token_expired")
+	c.closeWith(websocket.ClosePolicyViolation, "The token has expired and was not renewed.")
+}
+
+// closeWith sends a close frame and lets the read loop finish the
+// handshake, bounded by closeWait.
+func (c *controlChannel) closeWith(code int, text string) {
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeWait))
+	c.ws.NetConn().SetReadDeadline(time.Now().Add(closeWait))
+}
+
+// readLoop reads the listener's messages until the channel fails:
+// renewToken, and responses to inline HTTP requests. It is the only reader.
+func (c *controlChannel) readLoop() {
+	c.ws.SetReadLimit(controlReadLimit)
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+				c.log.Info("listener disconnected", slog.Int("code", ce.Code))
+			} else {
+				c.log.Info("listener connection lost", slog.Any("err", err))
+			}
+			return
+		}
+		if mt != websocket.TextMessage {
+			// A stray (often empty) binary message, e.g. hyco-https after a
+			// body-less response: ignore.
+			continue
+		}
+		m, err := relay.DecodeControlMessage(data)
+		if err != nil {
+			c.log.Debug("ignoring control message", slog.Any("err", err))
+			continue
+		}
+		switch {
+		case m.RenewToken != nil:
+			c.renew(m.RenewToken.Token)
+		case m.Response != nil:
+			var body []byte
+			if m.Response.Body {
+				mt, body, err = c.ws.ReadMessage()
+				if err != nil {
+					c.log.Info("listener connection lost reading a response body", slog.Any("err", err))
+					return
+				}
+				if mt != websocket.BinaryMessage {
+					c.log.Debug("response body is not a binary message")
+				}
+			}
+			c.s.deliverResponse(m.Response, body)
+		default:
+			c.log.Debug("ignoring unexpected command on control channel")
+		}
+	}
+}
+
+// renew handles renewToken: a valid token for this entity with Listen
+// extends the channel's life; anything else closes it with 1008.
+func (c *controlChannel) renew(raw string) {
+	tok, we := c.s.verify(raw, c.e.name, RightListen)
+	if we != nil {
+		c.log.Warn("renewToken rejected; closing with 1008", slog.Int("status", we.code), slog.String("cause", we.text))
+		c.s.m.Rejected(we.reason)
+		c.closeWith(websocket.ClosePolicyViolation, "The token renewal failed: "+we.text)
+		return
+	}
+	c.mu.Lock()
+	c.expiry = tok.Expiry
+	c.mu.Unlock()
+	c.armExpiry()
+	c.log.Debug("token renewed", slog.Time("expiry", tok.Expiry))
+}
+
+// send writes a command (and, if body is non-nil, one binary body message
+// right after it) on the control channel. It waits for the write slot at
+// most until ctx is done.
+func (c *controlChannel) send(ctx context.Context, m *relay.ControlMessage, body []byte) error {
+	data, err := relay.EncodeControlMessage(m)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.ready:
+		if c.ws == nil {
+			return errors.New("listener upgrade failed")
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case c.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.wsem }()
+	c.ws.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
+	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+		c.ws.NetConn().Close()
+		return err
+	}
+	if body != nil {
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, body); err != nil {
+			c.ws.NetConn().Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// shutdown unregisters the channel and fails the senders waiting on it.
+func (c *controlChannel) shutdown() {
+	c.mu.Lock()
+	c.done = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	s := c.s
+	var failed []*pendingAccept
+	c.unregister()
+	s.mu.Lock()
+	for id, p := range s.pending {
+		if p.cc == c {
+			delete(s.pending, id)
+			failed = append(failed, p)
+		}
+	}
+	s.mu.Unlock()
+	s.untrack(c.ws)
+	s.m.ListenersChanged(-1)
+	for _, p := range failed {
+		p.deliver(acceptResult{err: &wireError{code: http.StatusNotFound, text: "Endpoint does not exist. The listener disconnected.", reason: "no_listener"}})
+	}
+	s.failRequestsOf(c)
+}
+
+// unregister removes c from its entity's listeners.
+func (c *controlChannel) unregister() {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	for i, l := range c.e.listeners {
+		if l == c {
+			c.e.listeners = append(c.e.listeners[:i], c.e.listeners[i+1:]...)
+			return
+		}
+	}
+}
+
+// hostForAddress returns the host for rendezvous addresses sent to c.
+func (c *controlChannel) hostForAddress() string {
+	h := c.host
+	if h == "" || strings.ContainsAny(h, "/?# ") {
+		h = c.s.Addr()
+	}
+	return h
+}
