@@ -1,0 +1,749 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Defaults of PoolConfig.
+const (
+	defaultPoolSize     = 4
+	defaultQueueSize    = 64
+	defaultWriteTimeout = 5 * time.Second
+	defaultDialTimeout  = 10 * time.Second
+	defaultPingInterval = 20 * time.Second
+	defaultRenewBefore  = 5 * time.Minute
+	// defaultMaxMessageBytes is the gateway's 1 MiB body limit plus room
+	// for the JSON envelope around a posted message.
+	defaultMaxMessageBytes = 1<<20 + 64<<10
+	// maxPoolSize bounds Size; far more than one gateway needs.
+	maxPoolSize = 1024
+)
+
+// defaultPoolBackoff is the redial schedule of a pool slot: the first retry
+// is immediate, and the cap is short because senders, unlike listeners,
+// answer requests that are failing while the slot waits.
+var defaultPoolBackoff = []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
+
+// ErrMessageTooLarge is returned by Pool.Send for a message larger than
+// PoolConfig.MaxMessageBytes; nothing is sent.
+var ErrMessageTooLarge = errors.New("relay: message too large")
+
+// PoolConfig configures a Pool. Zero values mean the documented defaults.
+type PoolConfig struct {
+	// Credentials name the Hybrid Connection and sign the tokens.
+	Credentials Credentials
+	// Size is the number of connections kept open (default 4).
+	Size int
+	// QueueSize is each connection's send queue length (default 64).
+	QueueSize int
+	// WriteTimeout bounds each write and each ping's round trip
+	// (default 5s). A connection whose write overruns it is replaced.
+	WriteTimeout time.Duration
+	// DialTimeout bounds each dial, handshake included (default 10s).
+	DialTimeout time.Duration
+	// PingInterval is the keepalive period, plus up to 10% jitter
+	// (default 20s). A connection that has run this long without failing
+	// counts as healthy and resets its slot's backoff.
+	PingInterval time.Duration
+	// TokenTTL is the lifetime of the tokens the pool mints (default 1h).
+	TokenTTL time.Duration
+	// RenewBefore: a connection is replaced this long before its token
+	// expires (default 5m; must be shorter than TokenTTL). The replacement
+	// is dialled first; the old connection then flushes its queue and
+	// closes with 1000.
+	RenewBefore time.Duration
+	// MaxMessageBytes is the largest message Send accepts and the read
+	// limit of every connection (default 1 MiB + 64 KiB).
+	MaxMessageBytes int64
+	// Backoff is the redial schedule, jittered by ±20% and held at its
+	// last step; nil means 0, 250ms, 500ms, 1s, 2s, then every 5s.
+	Backoff []time.Duration
+	// HTTPClient dials the relay (TLS settings); nil means
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// Now is the clock for token minting and expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// withDefaults fills zero fields and rejects invalid ones.
+func (cfg PoolConfig) withDefaults() (PoolConfig, error) {
+	c := cfg.Credentials
+	if c.Host == "" || c.EntityPath == "" {
+		return cfg, fmt.Errorf("relay: pool: %w: host and entity path are required", ErrInvalidCredentials)
+	}
+	if c.KeyName != "" || c.Key != "" || c.SharedAccessSignature != "" {
+		if err := c.Validate(); err != nil {
+			return cfg, fmt.Errorf("relay: pool: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+		def  int64
+		p    func(int64)
+	}{
+		{"Size", int64(cfg.Size), defaultPoolSize, func(v int64) { cfg.Size = int(v) }},
+		{"QueueSize", int64(cfg.QueueSize), defaultQueueSize, func(v int64) { cfg.QueueSize = int(v) }},
+		{"WriteTimeout", int64(cfg.WriteTimeout), int64(defaultWriteTimeout), func(v int64) { cfg.WriteTimeout = time.Duration(v) }},
+		{"DialTimeout", int64(cfg.DialTimeout), int64(defaultDialTimeout), func(v int64) { cfg.DialTimeout = time.Duration(v) }},
+		{"PingInterval", int64(cfg.PingInterval), int64(defaultPingInterval), func(v int64) { cfg.PingInterval = time.Duration(v) }},
+		{"TokenTTL", int64(cfg.TokenTTL), int64(DefaultTokenTTL), func(v int64) { cfg.TokenTTL = time.Duration(v) }},
+		{"RenewBefore", int64(cfg.RenewBefore), int64(defaultRenewBefore), func(v int64) { cfg.RenewBefore = time.Duration(v) }},
+		{"MaxMessageBytes", cfg.MaxMessageBytes, defaultMaxMessageBytes, func(v int64) { cfg.MaxMessageBytes = v }},
+	} {
+		switch {
+		case f.v < 0:
+			return cfg, fmt.Errorf("relay: pool: %s must not be negative", f.name)
+		case f.v == 0:
+			f.p(f.def)
+		}
+	}
+	if cfg.Size > maxPoolSize {
+		return cfg, fmt.Errorf("relay: pool: Size must be at most %d", maxPoolSize)
+	}
+	if cfg.RenewBefore >= cfg.TokenTTL {
+		return cfg, fmt.Errorf("relay: pool: RenewBefore (%v) must be shorter than TokenTTL (%v)", cfg.RenewBefore, cfg.TokenTTL)
+	}
+	for _, d := range cfg.Backoff {
+		if d < 0 {
+			return cfg, errors.New("relay: pool: Backoff steps must not be negative")
+		}
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = defaultPoolBackoff
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, nil
+}
+
+// PoolStats is a snapshot of a Pool, for /readyz and the console.
+type PoolStats struct {
+	Size       int // configured connections
+	Ready      int // connections carrying messages
+	Connecting int // dials in progress, replacements included
+	Backoff    int // slots waiting before their next dial
+	Retiring   int // replaced connections flushing their queue
+	Queued     int // messages waiting in the ready connections' queues
+
+	Dials      uint64 // successful dials since NewPool
+	DialErrors uint64 // failed dials since NewPool
+	Renewals   uint64 // connections replaced before their token expired
+
+	// Reason says why the pool is not ready; empty when it is.
+	Reason string
+}
+
+// Pool is the gateway's sender: Size long-lived connect WebSockets to one
+// Hybrid Connection, dialled in the background by NewPool and kept warm.
+// Each connection has one writer goroutine with a bounded queue, one reader
+// and a pinger; a supervisor per slot redials with capped, jittered backoff
+// after a failure and replaces each connection before its token expires.
+// The relay picks a listener per connection, so spreading messages over
+// the connections spreads them over listeners.
+//
+// All methods are safe for concurrent use. Request contexts never reach a
+// connection: a ctx given to Send bounds only enqueueing and waiting for
+// the write, and cancelling it never closes a pooled connection.
+type Pool struct {
+	// Static after construction.
+	cfg     PoolConfig
+	log     *slog.Logger
+	m       Metrics
+	ctx     context.Context // hard lifetime of every conn; cancelled by abort
+	abort   context.CancelFunc
+	dialCtx context.Context // parent of dials; cancelled when Close starts
+	noDial  context.CancelFunc
+	// free recycles outMsgs. A buffered channel rather than a sync.Pool:
+	// it is bounded, and it keeps the send path allocation-free also under
+	// the race detector, which makes sync.Pool drop items at random.
+	free     chan *outMsg
+	stopping chan struct{} // closed when Close starts
+	done     chan struct{} // closed when every goroutine has exited
+	wg       sync.WaitGroup
+
+	// Accessed atomically.
+	healthy    atomic.Pointer[[]*conn] // ready conns; Send's view, copy-on-write under mu
+	next       atomic.Uint32           // round-robin cursor
+	closed     atomic.Bool
+	dials      atomic.Uint64
+	dialErrors atomic.Uint64
+	renewals   atomic.Uint64
+
+	closeOnce sync.Once
+
+	// Guarded by mu. mu is never held across I/O or a blocking operation.
+	mu      sync.Mutex
+	counts  [numStates]int
+	reason  string        // why not ready, when no conn is
+	failErr error         // what Send returns when no conn is ready
+	changed chan struct{} // closed and replaced on every readiness change
+}
+
+// NewPool validates cfg, starts one supervisor per slot and returns at
+// once: the connections are dialled in the background (WaitReady waits for
+// the first). log and m may be nil. Close must be called to release the
+// connections.
+func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NopMetrics{}
+	}
+	p := &Pool{
+		cfg:      cfg,
+		log:      log.With("entity", cfg.Credentials.EntityPath),
+		m:        m,
+		free:     make(chan *outMsg, cfg.Size*cfg.QueueSize+cfg.Size),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
+		reason:   "connecting",
+		failErr:  fmt.Errorf("%w: connecting", ErrUnavailable),
+	}
+	p.ctx, p.abort = context.WithCancel(context.Background())
+	p.dialCtx, p.noDial = context.WithCancel(p.ctx)
+	p.healthy.Store(new([]*conn))
+	p.wg.Add(cfg.Size)
+	for i := range cfg.Size {
+		go p.supervise(i)
+	}
+	return p, nil
+}
+
+// Send writes m as one WebSocket message on a ready connection and returns
+// nil once the frame is written. It never blocks on a full queue or waits
+// for a dial:
+//
+//   - every ready connection's queue is full → ErrOverloaded;
+//   - no connection is ready → an error matching ErrUnavailable, with the
+//     reason ("no listener connected", …); or, when the relay refused the
+//     pool's credentials, one matching ErrUnauthorized or ErrForbidden;
+//   - the pool is closed → ErrClosed; m too large → ErrMessageTooLarge.
+//
+// If the connection carrying m dies before writing it, m is retried on
+// another connection. ctx bounds enqueueing and waiting; when it ends first,
+// Send returns ctx.Err() and m is not sent — unless the write had already
+// begun, in which case Send waits for it (at most WriteTimeout) and reports
+// its result. The pool does not retain m.Data after Send returns. Send does
+// not allocate.
+func (p *Pool) Send(ctx context.Context, m Message) error {
+	if p.closed.Load() {
+		p.m.Rejected("closed")
+		return ErrClosed
+	}
+	if m.Type != MessageText && m.Type != MessageBinary {
+		p.m.Rejected("invalid_type")
+		return fmt.Errorf("relay: invalid message type %v", m.Type)
+	}
+	if int64(len(m.Data)) > p.cfg.MaxMessageBytes {
+		p.m.Rejected("too_large")
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrMessageTooLarge, len(m.Data), p.cfg.MaxMessageBytes)
+	}
+	if done := ctx.Done(); done != nil {
+		select {
+		case <-done:
+			return p.ctxErr(ctx)
+		default:
+		}
+	}
+	om := p.getMsg(m)
+	for attempt := 0; ; attempt++ {
+		c, live := p.enqueue(om)
+		if c == nil {
+			p.putMsg(om)
+			if live == 0 {
+				return p.unavailable(nil)
+			}
+			p.m.Rejected("queue_full")
+			return ErrOverloaded
+		}
+		err, owned := c.wait(ctx, om)
+		if err != ErrConnLost {
+			if owned {
+				p.putMsg(om)
+			}
+			if err != nil {
+				return p.ctxErr(ctx)
+			}
+			return nil
+		}
+		// c died before writing om: try another connection.
+		if owned {
+			om.state.Store(msgQueued)
+		} else {
+			om = p.getMsg(m)
+		}
+		switch {
+		case p.closed.Load():
+			p.putMsg(om)
+			p.m.Rejected("closed")
+			return ErrClosed
+		case ctx.Err() != nil:
+			p.putMsg(om)
+			return p.ctxErr(ctx)
+		case attempt >= p.cfg.Size:
+			p.putMsg(om)
+			return p.unavailable(ErrConnLost)
+		}
+	}
+}
+
+// enqueue puts om in the queue of the next ready conn, round-robin, moving
+// on to the next one when a queue is full. It returns the conn, or nil and
+// the number of live conns it tried.
+func (p *Pool) enqueue(om *outMsg) (*conn, int) {
+	conns := *p.healthy.Load()
+	n := len(conns)
+	if n == 0 {
+		return nil, 0
+	}
+	start := int(p.next.Add(1) % uint32(n))
+	live := 0
+	for i := range n {
+		c := conns[(start+i)%n]
+		if c.down.Load() {
+			continue
+		}
+		live++
+		select {
+		case c.sendq <- om:
+			return c, live
+		default:
+		}
+	}
+	return nil, live
+}
+
+// ctxErr counts and returns ctx's error.
+func (p *Pool) ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		p.m.Rejected("deadline")
+	} else {
+		p.m.Rejected("canceled")
+	}
+	return err
+}
+
+// unavailable counts and returns the error for "no ready connection".
+func (p *Pool) unavailable(cause error) error {
+	if p.closed.Load() {
+		p.m.Rejected("closed")
+		return ErrClosed
+	}
+	p.mu.Lock()
+	err := p.failErr
+	p.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		p.m.Rejected("unauthorized")
+	case errors.Is(err, ErrForbidden):
+		p.m.Rejected("forbidden")
+	default:
+		p.m.Rejected("unavailable")
+	}
+	if cause != nil {
+		return fmt.Errorf("%w (%w)", err, cause)
+	}
+	return err
+}
+
+func (p *Pool) getMsg(m Message) *outMsg {
+	var om *outMsg
+	select {
+	case om = <-p.free:
+	default:
+		om = &outMsg{done: make(chan error, 1)}
+	}
+	om.typ = websocket.MessageType(m.Type)
+	om.data = m.Data
+	om.id = m.ID
+	om.state.Store(msgQueued)
+	return om
+}
+
+// putMsg recycles om; the caller must hold the only reference.
+func (p *Pool) putMsg(om *outMsg) {
+	om.data, om.id = nil, ""
+	select {
+	case p.free <- om:
+	default:
+	}
+}
+
+// Ready reports whether at least one connection is ready and the pool is
+// not closing, and otherwise why not: "connecting", "no listener
+// connected", "relay refused credentials", "relay unreachable", "relay
+// timed out", "relay error", "connection lost; reconnecting" or "draining".
+func (p *Pool) Ready() (ok bool, reason string) {
+	if p.closed.Load() {
+		return false, "draining"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.counts[StateReady] > 0 {
+		return true, ""
+	}
+	return false, p.reason
+}
+
+// WaitReady waits until a connection is ready. It returns early with the
+// refusal when the relay refuses the credentials (which waiting will not
+// fix), with ErrClosed when the pool closes, and with ctx's error, naming
+// the reason the pool is not ready, when ctx ends.
+func (p *Pool) WaitReady(ctx context.Context) error {
+	for {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		p.mu.Lock()
+		ready, reason, err, ch := p.counts[StateReady] > 0, p.reason, p.failErr, p.changed
+		p.mu.Unlock()
+		switch {
+		case ready:
+			return nil
+		case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrForbidden):
+			return err
+		}
+		select {
+		case <-ch:
+		case <-p.stopping:
+		case <-ctx.Done():
+			return fmt.Errorf("relay: pool not ready (%s): %w", reason, ctx.Err())
+		}
+	}
+}
+
+// Stats returns a snapshot of the pool's connections.
+func (p *Pool) Stats() PoolStats {
+	_, reason := p.Ready()
+	s := PoolStats{
+		Size:       p.cfg.Size,
+		Dials:      p.dials.Load(),
+		DialErrors: p.dialErrors.Load(),
+		Renewals:   p.renewals.Load(),
+		Reason:     reason,
+	}
+	for _, c := range *p.healthy.Load() {
+		s.Queued += len(c.sendq)
+	}
+	p.mu.Lock()
+	s.Ready = p.counts[StateReady]
+	s.Connecting = p.counts[StateConnecting]
+	s.Backoff = p.counts[StateBackoff]
+	s.Retiring = p.counts[StateRetiring]
+	p.mu.Unlock()
+	return s
+}
+
+// Close stops dialling, makes Send return ErrClosed, and closes every
+// connection with 1001 (going away) after it has written what was already
+// queued. It waits for every goroutine of the pool to exit, or until ctx
+// ends; then it closes the remaining connections without a handshake and
+// returns ctx's error. Calling Close again waits the same way.
+func (p *Pool) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		p.mu.Lock()
+		p.reason = "draining"
+		p.notifyLocked()
+		p.mu.Unlock()
+		close(p.stopping)
+		p.noDial()
+		go func() {
+			p.wg.Wait()
+			p.abort()
+			close(p.done)
+		}()
+	})
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		p.abort()
+		return fmt.Errorf("relay: pool close: %w", ctx.Err())
+	}
+}
+
+// supervise keeps slot's connection up until Close: dial, run, replace
+// before the token expires, and redial with backoff after a failure.
+func (p *Pool) supervise(slot int) {
+	defer p.wg.Done()
+	bo := newBackoff(p.cfg.Backoff)
+	var gen uint64
+	newConn := func() *conn {
+		gen++
+		return &conn{
+			p:      p,
+			slot:   slot,
+			gen:    gen,
+			log:    p.log.With("slot", slot, "gen", gen),
+			sendq:  make(chan *outMsg, p.cfg.QueueSize),
+			retire: make(chan struct{}),
+			done:   make(chan struct{}),
+		}
+	}
+	cur := newConn()
+	if !p.connect(cur, bo, false) {
+		return
+	}
+	for {
+		var renewC <-chan time.Time
+		var renewT *time.Timer
+		if !cur.expires.IsZero() {
+			renewT = time.NewTimer(p.renewDelay(cur))
+			renewC = renewT.C
+		}
+		select {
+		case <-cur.done:
+			if time.Since(cur.started) >= p.cfg.PingInterval || cur.pongs.Load() > 0 {
+				bo.Reset() // it ran healthy; start the schedule over
+			}
+			cur = newConn()
+			if !p.connect(cur, bo, true) {
+				return
+			}
+		case <-renewC:
+			next := newConn()
+			if p.dialInto(next) {
+				p.renewals.Add(1)
+				p.retireConn(cur, websocket.StatusNormalClosure, "token renewal")
+				cur = next
+				continue
+			}
+			// Keep the current connection (an established connection
+			// outlives its token) and try again soon.
+			p.move(next, StateNone)
+			cur.expires = p.cfg.Now().Add(p.cfg.RenewBefore / 5).Add(p.cfg.RenewBefore)
+		case <-p.stopping:
+			if renewT != nil {
+				renewT.Stop()
+			}
+			p.retireConn(cur, websocket.StatusGoingAway, "gateway shutting down")
+			return
+		}
+		if renewT != nil {
+			renewT.Stop()
+		}
+	}
+}
+
+// connect dials until c is up (waiting the backoff first when wait is set
+// and after each failure) and reports false when the pool is closing.
+func (p *Pool) connect(c *conn, bo *backoff, wait bool) bool {
+	for {
+		if wait {
+			if d := bo.Next(); d > 0 {
+				p.move(c, StateBackoff)
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-p.stopping:
+					t.Stop()
+					p.move(c, StateNone)
+					return false
+				}
+			}
+		}
+		wait = true
+		if p.dialInto(c) {
+			return true
+		}
+		select {
+		case <-p.stopping:
+			p.move(c, StateNone)
+			return false
+		default:
+		}
+	}
+}
+
+// dialInto dials once for c; on success it starts and publishes c.
+func (p *Pool) dialInto(c *conn) bool {
+	p.move(c, StateConnecting)
+	ctx, cancel := context.WithTimeout(p.dialCtx, p.cfg.DialTimeout)
+	defer cancel()
+	now := p.cfg.Now()
+	ws, err := Dial(ctx, p.cfg.Credentials, DialOptions{
+		TokenTTL:   p.cfg.TokenTTL,
+		HTTPClient: p.cfg.HTTPClient,
+		ReadLimit:  p.cfg.MaxMessageBytes,
+		Now:        p.cfg.Now,
+	})
+	if err != nil {
+		if p.dialCtx.Err() != nil {
+			p.m.Dialed("canceled")
+			return false
+		}
+		p.dialFailed(c, err)
+		return false
+	}
+	ws.SetReadLimit(p.cfg.MaxMessageBytes)
+	p.dials.Add(1)
+	p.m.Dialed("ok")
+
+	c.ws = ws
+	c.ctx, c.cancel = context.WithCancelCause(p.ctx)
+	c.wctx = context.WithoutCancel(c.ctx)
+	c.started = time.Now()
+	c.expires = p.tokenExpiry(now)
+	c.wtimer = time.AfterFunc(time.Hour, c.writeExpired)
+	c.wtimer.Stop()
+
+	// Publish before starting run: if run fails at once, markDown must
+	// find c ready to take it out of rotation again.
+	p.move(c, StateReady)
+	p.wg.Add(1)
+	go c.run()
+	c.log.Info("relay connection ready")
+	return true
+}
+
+// tokenExpiry returns when the token minted at now expires, or zero when
+// there is nothing to renew (a fixed SAS token, or anonymous access).
+func (p *Pool) tokenExpiry(now time.Time) time.Time {
+	c := p.cfg.Credentials
+	if c.SharedAccessSignature != "" || c.Key == "" {
+		return time.Time{}
+	}
+	// Credentials.Token truncates to the second; so do we, never later.
+	return now.Add(p.cfg.TokenTTL).Truncate(time.Second)
+}
+
+// renewDelay returns how long until c should be replaced: RenewBefore
+// ahead of its token's expiry, minus up to 10% of RenewBefore so that
+// connections dialled together are not all replaced at once.
+func (p *Pool) renewDelay(c *conn) time.Duration {
+	j := time.Duration(rand.Int64N(int64(p.cfg.RenewBefore)/10 + 1))
+	return max(c.expires.Sub(p.cfg.Now())-p.cfg.RenewBefore-j, 0)
+}
+
+// pingDelay returns PingInterval plus up to 10% jitter.
+func (p *Pool) pingDelay() time.Duration {
+	return p.cfg.PingInterval + time.Duration(rand.Int64N(int64(p.cfg.PingInterval)/10+1))
+}
+
+// dialFailed records a failed dial as the reason the pool is not ready.
+func (p *Pool) dialFailed(c *conn, err error) {
+	p.dialErrors.Add(1)
+	result, reason := dialReason(err)
+	p.m.Dialed(result)
+	failErr := fmt.Errorf("%w: %s", ErrUnavailable, reason)
+	if result == "unauthorized" || result == "forbidden" {
+		failErr = fmt.Errorf("relay: relay refused credentials: %w", err)
+	}
+	p.mu.Lock()
+	changed := p.reason != reason
+	p.reason, p.failErr = reason, failErr
+	p.notifyLocked()
+	p.mu.Unlock()
+	if changed {
+		c.log.Warn("relay dial failed", "reason", reason, "err", err)
+	} else if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("relay dial failed", "reason", reason, "err", err)
+	}
+}
+
+// dialReason classifies a dial error as a metrics label and a Ready reason.
+func dialReason(err error) (result, reason string) {
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		return "unauthorized", "relay refused credentials"
+	case errors.Is(err, ErrForbidden):
+		return "forbidden", "relay refused credentials"
+	case errors.Is(err, ErrNotFound):
+		return "not_found", "no listener connected"
+	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "timeout", "relay timed out"
+	case errors.Is(err, ErrRelayUnavailable):
+		return "relay_error", "relay error"
+	}
+	return "network", "relay unreachable"
+}
+
+// retireConn takes c out of rotation and asks it to flush and close.
+func (p *Pool) retireConn(c *conn, code websocket.StatusCode, reason string) {
+	p.mu.Lock()
+	if c.state == StateReady {
+		p.moveLocked(c, StateRetiring)
+	}
+	p.mu.Unlock()
+	c.retireWith(code, reason)
+}
+
+// markDown takes c out of rotation as soon as it fails or retires.
+func (p *Pool) markDown(c *conn) {
+	c.down.Store(true)
+	p.mu.Lock()
+	if c.state == StateReady {
+		p.moveLocked(c, StateNone)
+		if p.counts[StateReady] == 0 && !p.closed.Load() {
+			p.reason = "connection lost; reconnecting"
+			p.failErr = fmt.Errorf("%w: %s", ErrUnavailable, p.reason)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// finished records that c's run has returned.
+func (p *Pool) finished(c *conn) { p.move(c, StateNone) }
+
+func (p *Pool) move(c *conn, to ConnState) {
+	p.mu.Lock()
+	p.moveLocked(c, to)
+	p.mu.Unlock()
+}
+
+// moveLocked changes c's state, keeps the counts and the ready list in step
+// and reports the change.
+func (p *Pool) moveLocked(c *conn, to ConnState) {
+	from := c.state
+	if from == to {
+		return
+	}
+	c.state = to
+	if from != StateNone {
+		p.counts[from]--
+	}
+	if to != StateNone {
+		p.counts[to]++
+	}
+	if from == StateReady || to == StateReady {
+		old := *p.healthy.Load()
+		list := make([]*conn, 0, len(old)+1)
+		for _, x := range old {
+			if x != c {
+				list = append(list, x)
+			}
+		}
+		if to == StateReady {
+			list = append(list, c)
+		}
+		p.healthy.Store(&list)
+		p.notifyLocked()
+	}
+	p.m.ConnStateChanged(from, to)
+}
+
+// notifyLocked wakes WaitReady.
+func (p *Pool) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}

@@ -1,0 +1,154 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+// sink is a minimal connect endpoint on 127.0.0.1 that accepts every
+// sender WebSocket and discards what it reads with a reused buffer, so that
+// allocation counts measure the pool's send path rather than a receiver.
+// It stands in for the relay only where the relay is not the unit under
+// test (allocation and throughput measurements); behaviour tests use the
+// emulator.
+type sink struct {
+	creds    relay.Credentials
+	msgs     atomic.Int64
+	bytes    atomic.Int64
+	conns    atomic.Int64
+	stall    atomic.Bool // when set, new reads block until the conn closes
+	released chan struct{}
+}
+
+func startSink(tb testing.TB) *sink {
+	tb.Helper()
+	s := &sink{released: make(chan struct{})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, relay.HCPathPrefix) || r.URL.Query().Get(relay.QueryAction) != string(relay.ActionConnect) {
+				http.Error(w, "not a connect", http.StatusBadRequest)
+				return
+			}
+			ws, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			ws.SetReadLimit(64 << 20)
+			defer ws.CloseNow()
+			go func() { <-ctx.Done(); ws.CloseNow() }()
+			buf := make([]byte, 32<<10)
+			for {
+				if s.stall.Load() {
+					<-ctx.Done()
+					return
+				}
+				_, rd, err := ws.Reader(context.Background())
+				if err != nil {
+					return
+				}
+				var n int64
+				for {
+					m, err := rd.Read(buf)
+					n += int64(m)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						return
+					}
+				}
+				s.msgs.Add(1)
+				s.bytes.Add(n)
+			}
+		}),
+	}
+	go srv.Serve(ln)
+	tb.Cleanup(func() {
+		cancel()
+		srv.Close()
+	})
+	s.creds = relay.Credentials{Host: ln.Addr().String(), EntityPath: "sink", KeyName: "k", Key: "a2V5", Insecure: true}
+	return s
+}
+
+// newSinkPool returns a ready pool over a sink.
+func newSinkPool(tb testing.TB, s *sink, cfg relay.PoolConfig) *relay.Pool {
+	tb.Helper()
+	cfg.Credentials = s.creds
+	p, err := relay.NewPool(cfg, nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitReady(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	// WaitReady returns with the first conn; wait for all of them so
+	// every run measures the same pool.
+	waitFor(tb, 10*time.Second, "every connection ready", func() bool { return p.Stats().Ready == p.Stats().Size })
+	return p
+}
+
+func BenchmarkPoolSend(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"100B", 100}, {"4KiB", 4 << 10}, {"64KiB", 64 << 10}} {
+		b.Run(size.name, func(b *testing.B) {
+			s := startSink(b)
+			p := newSinkPool(b, s, relay.PoolConfig{})
+			msg := relay.Message{ID: "bench", Type: relay.MessageBinary, Data: make([]byte, size.n)}
+			ctx := context.Background()
+			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := p.Send(ctx, msg); err != nil && !errors.Is(err, relay.ErrOverloaded) {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkPoolSendSerial(b *testing.B) {
+	s := startSink(b)
+	p := newSinkPool(b, s, relay.PoolConfig{})
+	msg := relay.Message{ID: "bench", Type: relay.MessageBinary, Data: make([]byte, 100)}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Send(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
