@@ -1,27 +1,461 @@
 package emulator
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
-// pendingRequest is an HTTP request-mode sender waiting for a response.
+// pendingRequest is an HTTP request-mode sender waiting for its listener's
+// response, which arrives on the control channel (respCh) or on a request
+// rendezvous the listener dials (rvCh).
 type pendingRequest struct {
+	id string
 	cc *controlChannel
+
+	respCh chan ctrlResponse      // buffer 1
+	rvCh   chan *websocket.Conn   // buffer 1
+	failCh chan *wireError        // buffer 1
+
+	// Guarded by Server.mu.
+	rvTaken  bool // the rendezvous address was used
+	finished bool // the sender is done; nothing more is delivered
 }
 
-func (p *pendingRequest) fail(*wireError) {}
+// ctrlResponse is a response read from a control channel.
+type ctrlResponse struct {
+	cmd  *relay.ResponseCommand
+	body []byte
+}
 
-func (s *Server) deliverResponse(*relay.ResponseCommand, []byte) {}
+// fail ends the request with e unless something else already did.
+func (p *pendingRequest) fail(e *wireError) {
+	select {
+	case p.failCh <- e:
+	default:
+	}
+}
 
-func (s *Server) failRequestsOf(*controlChannel) {}
+// deliverResponse hands a control-channel response to its waiting sender;
+// responses for unknown or finished requests are dropped.
+func (s *Server) deliverResponse(cmd *relay.ResponseCommand, body []byte) {
+	s.mu.Lock()
+	p := s.pendingReq[cmd.RequestID]
+	s.mu.Unlock()
+	if p == nil {
+		s.log.Debug("response for an unknown request dropped", slog.String("id", cmd.RequestID))
+		return
+	}
+	select {
+	case p.respCh <- ctrlResponse{cmd, body}:
+	default:
+	}
+}
 
+// failRequestsOf fails every request waiting on control channel c with 502.
+func (s *Server) failRequestsOf(c *controlChannel) {
+	s.mu.Lock()
+	var ps []*pendingRequest
+	for _, p := range s.pendingReq {
+		if p.cc == c {
+			ps = append(ps, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		p.fail(&wireError{code: http.StatusBadGateway, reason: "unavailable", text: "The listener disconnected before responding."})
+	}
+}
+
+// hopHeaders are never forwarded in either direction (RFC 7230 connection
+// headers, as in §7 of the protocol notes).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Close": true, "Content-Length": true,
+}
+
+// forwardHeaders flattens h for the listener or the sender: hop-by-hop
+// headers (and those named in Connection) dropped, values joined with ", ".
+func forwardHeaders(h http.Header, drop ...string) map[string]string {
+	skip := map[string]bool{}
+	for _, v := range h.Values("Connection") {
+		for f := range strings.SplitSeq(v, ",") {
+			skip[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
+		}
+	}
+	for _, d := range drop {
+		skip[http.CanonicalHeaderKey(d)] = true
+	}
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if hopHeaders[k] || skip[k] {
+			continue
+		}
+		out[k] = strings.Join(v, ", ")
+	}
+	return out
+}
+
+// addVia appends "1.1 host" to an existing Via value.
+func addVia(existing, host string) string {
+	v := "1.1 " + sanitizeHost(host)
+	if existing != "" {
+		return existing + ", " + v
+	}
+	return v
+}
+
+// serveRequestMode handles "ANY /{path}[/suffix][?query]": HTTP request
+// mode. The request goes to one listener, inline on its control channel
+// when the body is known and ≤ 64 kB, else through a request rendezvous;
+// the listener's response comes back with its statusDescription as the
+// reason phrase.
 func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPath string) {
-	s.writeStatus(w, r, "", &wireError{code: http.StatusNotImplemented, text: "HTTP request mode is not implemented yet.", reason: "bad_request"})
+	if r.Method == http.MethodConnect || r.Header.Get("Upgrade") != "" {
+		s.writeStatus(w, r, "", &wireError{code: http.StatusBadRequest, reason: "bad_request",
+			text: "Bad Request. Upgrades and CONNECT are not supported in HTTP request mode; WebSockets use /$hc/."})
+		return
+	}
+	res, we := s.resolve(rawPath)
+	if we != nil {
+		s.writeStatus(w, r, "", we)
+		return
+	}
+	if res.e == nil && !s.cfg.AutoCreate {
+		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
+		return
+	}
+	anonymous := false
+	if res.e != nil {
+		s.mu.Lock()
+		anonymous = res.e.anonymous
+		s.mu.Unlock()
+	}
+	if _, we := s.authorize(r, res.name, RightSend, anonymous, true); we != nil {
+		s.writeStatus(w, r, res.name, we)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxMessageBytes {
+		s.writeStatus(w, r, res.name, &wireError{code: http.StatusRequestEntityTooLarge, reason: "too_large",
+			text: fmt.Sprintf("Request Entity Too Large. The body exceeds %d bytes.", s.cfg.MaxMessageBytes)})
+		return
+	}
+	e := s.ensure(res)
+	cc, we := s.pickListener(e, r.Header)
+	if we == nil && cc == nil {
+		we = &wireError{code: http.StatusBadGateway, reason: "no_listener", text: "Bad Gateway. The request could not be routed to any listener."}
+	}
+	if we != nil {
+		if we.code == http.StatusNotFound {
+			we.code = http.StatusBadGateway
+		}
+		s.writeStatus(w, r, e.name, we)
+		return
+	}
+
+	// Build the request command.
+	drop := []string{relay.HeaderAuthorization}
+	if _, src := findToken(r, true); src == tokenAuthorization && !anonymous {
+		drop = append(drop, "Authorization")
+	}
+	hdrs := forwardHeaders(r.Header, drop...)
+	hdrs["Host"] = r.Host
+	hdrs["Via"] = addVia(r.Header.Get("Via"), r.Host)
+	target := rawPath
+	if q := filterQuery(r.URL.RawQuery); q != "" {
+		target += "?" + q
+	}
+	id := s.nextID("")
+	addr := url.URL{Scheme: cc.scheme, Host: cc.hostForAddress(), Path: "/$hc/" + e.name,
+		RawPath: "/$hc/" + escapePathSegments(e.name), RawQuery: relay.QueryAction + "=request&" + relay.QueryID + "=" + url.QueryEscape(id)}
+	ep := remoteEndpoint(r)
+	full := &relay.RequestCommand{
+		Address: addr.String(), ID: id, RequestTarget: target, Method: r.Method,
+		RemoteEndpoint: &ep, RequestHeaders: hdrs,
+	}
+
+	p := &pendingRequest{id: id, cc: cc, respCh: make(chan ctrlResponse, 1), rvCh: make(chan *websocket.Conn, 1), failCh: make(chan *wireError, 1)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.writeStatus(w, r, e.name, errShuttingDown)
+		return
+	}
+	s.pendingReq[id] = p
+	s.mu.Unlock()
+	s.m.PendingChanged(1)
+	var rv *websocket.Conn
+	defer func() {
+		s.mu.Lock()
+		delete(s.pendingReq, id)
+		p.finished = true
+		s.mu.Unlock()
+		select {
+		case ws := <-p.rvCh:
+			s.untrack(ws)
+		default:
+		}
+		if rv != nil {
+			rv.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(closeWait))
+			s.untrack(rv)
+		}
+		s.m.PendingChanged(-1)
+	}()
+
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	inline := r.ContentLength >= 0 && r.ContentLength <= relay.MaxInlineBody
+	if inline {
+		var body []byte
+		if r.ContentLength > 0 {
+			body = make([]byte, r.ContentLength)
+			if _, err := io.ReadFull(r.Body, body); err != nil {
+				s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadRequest, reason: "bad_request", err: err,
+					text: "Bad Request. The request body is shorter than its Content-Length."})
+				return
+			}
+		}
+		full.Body = relay.Bool(len(body) > 0)
+		if len(body) == 0 {
+			body = nil
+		}
+		if err := cc.send(ctx, &relay.ControlMessage{Request: full}, body); err != nil {
+			s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
+				text: "Bad Gateway. The request could not be delivered to the listener."})
+			return
+		}
+	} else {
+		if err := cc.send(ctx, &relay.ControlMessage{Request: &relay.RequestCommand{Address: full.Address, ID: id}}, nil); err != nil {
+			s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
+				text: "Bad Gateway. The request could not be delivered to the listener."})
+			return
+		}
+	}
+
+	timeout := &wireError{code: http.StatusGatewayTimeout, reason: "timeout",
+		text: "The request was routed to the listener but the listener did not respond in the required time."}
+	broken := func(err error) *wireError {
+		return &wireError{code: http.StatusInternalServerError, reason: "unavailable", err: err,
+			text: "The service was unable to process the request."}
+	}
+	var resp ctrlResponse
+	for resp.cmd == nil && rv == nil {
+		select {
+		case resp = <-p.respCh:
+		case rv = <-p.rvCh:
+		case we := <-p.failCh:
+			s.writeStatus(w, r, e.name, we)
+			return
+		case <-ctx.Done():
+			if r.Context().Err() == nil {
+				s.writeStatus(w, r, e.name, timeout)
+			}
+			return
+		}
+	}
+	if rv != nil {
+		rv.SetReadLimit(s.cfg.MaxMessageBytes)
+		if !inline {
+			full.Body = relay.Bool(r.ContentLength != 0)
+			if err := s.writeRequestOnRendezvous(rv, full, r, deadline); err != nil {
+				s.writeStatus(w, r, e.name, broken(err))
+				return
+			}
+		}
+		cmd, err := readResponseCommand(rv, deadline)
+		if err != nil {
+			if errors.Is(err, errDeadline) {
+				s.writeStatus(w, r, e.name, timeout)
+			} else {
+				s.writeStatus(w, r, e.name, broken(err))
+			}
+			return
+		}
+		resp.cmd = cmd
+	}
+	s.writeListenerResponse(w, r, resp, rv)
 }
 
+var errDeadline = errors.New("deadline exceeded")
+
+// writeRequestOnRendezvous sends the full request command and, if it has
+// one, the body as one binary message streamed from the sender.
+func (s *Server) writeRequestOnRendezvous(rv *websocket.Conn, cmd *relay.RequestCommand, r *http.Request, deadline time.Time) error {
+	data, err := relay.EncodeControlMessage(&relay.ControlMessage{Request: cmd})
+	if err != nil {
+		return err
+	}
+	rv.SetWriteDeadline(deadline)
+	if err := rv.WriteMessage(websocket.TextMessage, data); err != nil {
+		return err
+	}
+	if !cmd.HasBody() {
+		return nil
+	}
+	wr, err := rv.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(wr, http.MaxBytesReader(nil, r.Body, s.cfg.MaxMessageBytes)); err != nil {
+		return fmt.Errorf("stream request body: %w", err)
+	}
+	return wr.Close()
+}
+
+// readResponseCommand reads the listener's response command from a
+// rendezvous, skipping stray empty binary messages.
+func readResponseCommand(rv *websocket.Conn, deadline time.Time) (*relay.ResponseCommand, error) {
+	rv.SetReadDeadline(deadline)
+	for {
+		mt, data, err := rv.ReadMessage()
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, errDeadline
+			}
+			return nil, err
+		}
+		if mt != websocket.TextMessage {
+			continue
+		}
+		m, err := relay.DecodeControlMessage(data)
+		if err != nil {
+			return nil, err
+		}
+		if m.Response == nil {
+			return nil, errors.New("rendezvous: expected a response command")
+		}
+		return m.Response, nil
+	}
+}
+
+// writeListenerResponse writes the listener's response to the sender on the
+// hijacked connection: status line with statusDescription, headers with
+// Via, and the body (fixed-length from the control channel, chunked when
+// streamed from a rendezvous).
+func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, resp ctrlResponse, rv *websocket.Conn) {
+	cmd := resp.cmd
+	code := int(cmd.StatusCode)
+	h := http.Header{}
+	for k, v := range cmd.ResponseHeaders {
+		ck := http.CanonicalHeaderKey(k)
+		if hopHeaders[ck] || strings.ContainsAny(k, " \r\n:") || strings.ContainsAny(v, "\r\n") {
+			continue
+		}
+		h.Set(ck, v)
+	}
+	h.Set("Via", addVia(h.Get("Via"), r.Host))
+	noBody := r.Method == http.MethodHead || !bodyAllowed(code)
+	if rv == nil || !cmd.Body {
+		body := resp.body
+		if !cmd.Body || noBody {
+			body = nil
+		}
+		s.writeResponse(w, r, rawResponse{code: code, reason: cmd.StatusDescription, header: h, body: body})
+		return
+	}
+	// Body streamed from the rendezvous: one binary message.
+	rv.SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
+	mt, body, err := rv.NextReader()
+	if err != nil || mt != websocket.BinaryMessage {
+		s.writeStatus(w, r, "", &wireError{code: http.StatusInternalServerError, reason: "unavailable", err: err,
+			text: "The service was unable to process the request."})
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.log.Debug("cannot hijack for a streamed response", slog.Any("err", err))
+		return
+	}
+	defer conn.Close()
+	reason := sanitizeReason(cmd.StatusDescription)
+	if reason == "" {
+		reason = http.StatusText(code)
+	}
+	bw := brw.Writer
+	fmt.Fprintf(bw, "HTTP/1.1 %03d %s\r\n", code, reason)
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	h.Set("Connection", "close")
+	if !noBody {
+		h.Set("Transfer-Encoding", "chunked")
+	}
+	h.Write(bw)
+	bw.WriteString("\r\n")
+	if noBody {
+		bw.Flush()
+		return
+	}
+	cw := httputil.NewChunkedWriter(bw)
+	_, err = io.Copy(cw, &idleReader{r: body, c: rv, idle: s.cfg.RequestTimeout})
+	if err != nil {
+		// Cut the response short: the sender sees a truncated chunked body.
+		s.log.Debug("streaming response body failed", slog.Any("err", err))
+		bw.Flush()
+		return
+	}
+	cw.Close()
+	bw.WriteString("\r\n")
+	if err := bw.Flush(); err != nil {
+		s.log.Debug("write response", slog.Any("err", err))
+	}
+}
+
+// idleReader refreshes c's read deadline before every read, so a streamed
+// body may take long in total but may not stall for more than idle.
+type idleReader struct {
+	r    io.Reader
+	c    *websocket.Conn
+	idle time.Duration
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	ir.c.SetReadDeadline(time.Now().Add(ir.idle))
+	return ir.r.Read(p)
+}
+
+// handleRequestRendezvous handles a listener dialing a request address
+// ("sb-hc-action=request&sb-hc-id=…"). The address is valid once, while its
+// request is pending.
 func (s *Server) handleRequestRendezvous(w http.ResponseWriter, r *http.Request, q url.Values) {
-	s.writeStatus(w, r, "", &wireError{code: http.StatusForbidden, text: "URL not valid.", reason: "url_not_valid"})
+	id := q.Get(relay.QueryID)
+	s.mu.Lock()
+	p := s.pendingReq[id]
+	ok := p != nil && !p.rvTaken && !p.finished
+	if ok {
+		p.rvTaken = true
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.writeStatus(w, r, "", &wireError{code: http.StatusForbidden, reason: "url_not_valid",
+			text: "URL not valid. The rendezvous address is unknown, expired or already used."})
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		p.fail(&wireError{code: http.StatusInternalServerError, reason: "unavailable", err: err, text: "The service was unable to process the request."})
+		return
+	}
+	if !s.track(ws) {
+		return
+	}
+	s.mu.Lock()
+	if p.finished {
+		s.mu.Unlock()
+		s.untrack(ws)
+		return
+	}
+	p.rvCh <- ws
+	s.mu.Unlock()
 }
