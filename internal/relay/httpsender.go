@@ -1,0 +1,82 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// HTTPSender sends HTTP requests to a Hybrid Connection in HTTP request
+// mode: an ordinary request to https://{Host}/{EntityPath}[/suffix] with the
+// token in the ServiceBusAuthorization header. Its fields must not change
+// after first use; Do is then safe for concurrent use.
+type HTTPSender struct {
+	// Credentials need the Send right (or none, for an entity that does
+	// not require client authorization).
+	Credentials Credentials
+	// Client sends the requests (TLS configuration, timeouts); nil means
+	// http.DefaultClient.
+	Client *http.Client
+	// TokenTTL is the lifetime of each minted token; 0 means DefaultTokenTTL.
+	TokenTTL time.Duration
+	// Now returns the current time for token minting; nil means time.Now.
+	Now func() time.Time
+}
+
+// Do sends one request and returns the response: the listener's (see
+// FromListener) or the relay's own error response (401, 403, 404, 502 no
+// listener, 504 listener too slow), which the caller must close as usual.
+// An error is returned only when no response arrived; a deadline gives a
+// *RelayError matching ErrTimeout. Bodies of unknown length or over 64 kB
+// travel through a rendezvous, which the relay handles transparently.
+// Errors never contain the token.
+func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Values, header http.Header, body io.Reader) (*http.Response, error) {
+	if strings.EqualFold(method, http.MethodConnect) {
+		return nil, errors.New("relay: CONNECT cannot be relayed")
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	tok, _, err := s.Credentials.Token(now(), s.TokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	u := s.Credentials.HTTPURL(URLOptions{Suffix: suffix, Query: query})
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("relay: request: %w", err)
+	}
+	if header != nil {
+		req.Header = header.Clone()
+	}
+	req.Header.Del(HeaderAuthorization)
+	if tok != "" {
+		req.Header.Set(HeaderAuthorization, tok)
+	}
+	client := s.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		redactURLErrors(err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, &RelayError{Reason: "no answer before the deadline", Action: ActionRequest, err: newRedacted("", err, tok)}
+		}
+		return nil, newRedacted("relay: request", err, tok)
+	}
+	return resp, nil
+}
+
+// FromListener reports whether resp came from the listener rather than from
+// the relay itself: the relay adds a Via header to listeners' responses
+// only.
+func FromListener(resp *http.Response) bool {
+	return resp != nil && resp.Header.Get("Via") != ""
+}

@@ -1,0 +1,487 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Listener defaults and limits.
+const (
+	// DefaultPingInterval is the control channel's keepalive period, and
+	// its maximum: Azure drops idle control channels after about 4 minutes
+	// and azbridge pings every 30 s.
+	DefaultPingInterval = 30 * time.Second
+	// DefaultRenewBefore is how long before expiry the listener sends
+	// renewToken (clamped to half the token lifetime).
+	DefaultRenewBefore = 5 * time.Minute
+	// DefaultAcceptTimeout bounds dialling an accept or request rendezvous
+	// (the relay keeps the address valid for about 30 s; .NET uses 20 s).
+	DefaultAcceptTimeout = 20 * time.Second
+	// DefaultRequestTimeout bounds one HTTP request, from the command to
+	// the response: the relay gives up after 60 s.
+	DefaultRequestTimeout = 60 * time.Second
+
+	// controlReadLimit bounds one control-channel message: a JSON command
+	// (≤ MaxControlMessage) or an inline request body (≤ MaxInlineBody,
+	// with room for relays that inline a little more).
+	controlReadLimit = 1 << 20
+	// dialTimeout bounds opening the control channel.
+	dialTimeout = 30 * time.Second
+	// writeTimeout bounds one control-channel write.
+	writeTimeout = 15 * time.Second
+	// healthyRun is how long a control channel must have stayed up for
+	// the reconnect backoff to start over.
+	healthyRun = 10 * time.Second
+)
+
+// ListenerConfig configures a Listener. Only Credentials is required.
+type ListenerConfig struct {
+	// Credentials name the Hybrid Connection and hold a key with the
+	// Listen right (or a fixed SAS token, which cannot be renewed).
+	Credentials Credentials
+	// AcceptHandler decides on each sender; nil accepts all. Return
+	// accept=false with an HTTP status (300-599; others become 400) and a
+	// description to reject: the sender gets that status line. It runs in
+	// the connection's goroutine and must return within a few seconds (the
+	// relay holds the sender meanwhile). A panic rejects with 502.
+	AcceptHandler func(r *AcceptRequest) (accept bool, status int, description string)
+	// ConnHandler runs in its own goroutine per accepted connection; the
+	// connection is closed when it returns. ctx is cancelled when the
+	// listener stops; the connection outlives control-channel reconnects.
+	// nil rejects every WebSocket sender with 501.
+	ConnHandler func(ctx context.Context, c *ListenerConn)
+	// HTTPHandler serves HTTP request mode, one goroutine per request, with
+	// the response buffered (up to ReadLimit bytes); nil answers 501.
+	HTTPHandler http.Handler
+	// TokenTTL is the lifetime of each minted token; 0 means
+	// DefaultTokenTTL.
+	TokenTTL time.Duration
+	// RenewBefore is how long before expiry renewToken is sent; 0 means
+	// DefaultRenewBefore, negative disables renewal (the relay then closes
+	// the control channel with 1008 at expiry and the listener reconnects).
+	// It is clamped to half of TokenTTL.
+	RenewBefore time.Duration
+	// PingInterval is the WebSocket ping period, ≤ 30 s; 0 means
+	// DefaultPingInterval. A ping unanswered within the interval drops the
+	// control channel.
+	PingInterval time.Duration
+	// Backoff is the reconnect schedule; nil means DefaultBackoff. Delays
+	// are jittered by ±20%.
+	Backoff []time.Duration
+	// HTTPClient carries the TLS configuration for wss:// (a custom CA);
+	// nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// ReadLimit bounds one message on an accepted connection, one request
+	// body and one buffered response body; 0 means DefaultReadLimit.
+	ReadLimit int64
+	// AcceptTimeout bounds dialling a rendezvous; 0 means DefaultAcceptTimeout.
+	AcceptTimeout time.Duration
+	// RequestTimeout bounds one HTTP request; 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// Now returns the current time for token minting; nil means time.Now.
+	Now func() time.Time
+}
+
+// Listener is a Hybrid Connections listener: it keeps a control channel
+// (sb-hc-action=listen) open to the relay, reconnecting with backoff,
+// renews its token, answers accept commands by dialling the rendezvous (or
+// rejecting) and serves HTTP request mode through an http.Handler.
+//
+// Run drives it; Connected, WaitConnected and Close are safe for concurrent
+// use, also while Run runs. A Listener runs once.
+type Listener struct {
+	// Static after construction.
+	cfg  ListenerConfig
+	log  *slog.Logger
+	done chan struct{} // closed by Close
+
+	closeOnce sync.Once
+	handlers  sync.WaitGroup // accept and request goroutines
+	sessions  atomic.Int64   // control channels opened, for tests
+
+	// Guarded by mu.
+	mu        sync.Mutex
+	running   bool
+	connected bool
+	connCh    chan struct{} // closed when connected becomes true
+}
+
+// NewListener checks cfg and returns a Listener; call Run to start it. log
+// may be nil (no logging). Secrets are never logged.
+func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
+	if err := cfg.Credentials.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.TokenTTL < 2*time.Second {
+		return nil, fmt.Errorf("relay: listener TokenTTL %v is shorter than 2s", cfg.TokenTTL)
+	}
+	if cfg.RenewBefore == 0 {
+		cfg.RenewBefore = DefaultRenewBefore
+	}
+	cfg.RenewBefore = min(cfg.RenewBefore, cfg.TokenTTL/2)
+	if cfg.PingInterval <= 0 || cfg.PingInterval > DefaultPingInterval {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.AcceptTimeout <= 0 {
+		cfg.AcceptTimeout = DefaultAcceptTimeout
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	cfg.ReadLimit = readLimit(cfg.ReadLimit)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Listener{
+		cfg:    cfg,
+		log:    log.With("entity", cfg.Credentials.EntityPath),
+		done:   make(chan struct{}),
+		connCh: make(chan struct{}),
+	}, nil
+}
+
+// Run opens the control channel and keeps it open until ctx is done or
+// Close is called, then returns nil after every accepted connection's
+// ConnHandler and every HTTP request have returned (they see their ctx
+// cancelled). It returns an error wrapping ErrNotFound when the relay
+// answers 404 (no such entity: not retried), and one wrapping
+// ErrUnauthorized, ErrForbidden or ErrInvalidCredentials when the first
+// attempt is refused for its credentials. Every other failure is retried
+// with the Backoff schedule, which starts over after a healthy run.
+func (l *Listener) Run(ctx context.Context) error {
+	l.mu.Lock()
+	if l.running {
+		l.mu.Unlock()
+		return errors.New("relay: listener already ran")
+	}
+	l.running = true
+	l.mu.Unlock()
+
+	defer l.handlers.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	bo := newBackoff(l.cfg.Backoff)
+	first := true
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		start := time.Now()
+		ws, expiry, err := l.dialControl(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			switch {
+			case errors.Is(err, ErrNotFound):
+				return fmt.Errorf("relay: listen on %q: %w", l.cfg.Credentials.EntityPath, err)
+			case first && (errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrInvalidCredentials)):
+				return fmt.Errorf("relay: listen on %q: %w", l.cfg.Credentials.EntityPath, err)
+			}
+			first = false
+			d := bo.Next()
+			l.log.Warn("control channel dial failed", "err", err, "attempt", bo.Attempts(), "retry_in", d)
+			if !sleepCtx(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		first = false
+		err = l.runSession(ctx, ws, expiry)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) >= healthyRun {
+			bo.Reset()
+		}
+		d := bo.Next()
+		l.log.Warn("control channel lost", "err", err, "close_status", int(websocket.CloseStatus(err)), "retry_in", d)
+		if !sleepCtx(ctx, d) {
+			return nil
+		}
+	}
+}
+
+// sleepCtx waits d and reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Connected reports whether the control channel is open.
+func (l *Listener) Connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.connected
+}
+
+// WaitConnected blocks until the control channel is open, ctx is done
+// (ctx.Err()) or the listener is closed (ErrClosed).
+func (l *Listener) WaitConnected(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		ok, ch := l.connected, l.connCh
+		l.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.done:
+			return ErrClosed
+		}
+	}
+}
+
+// Close stops the listener: the control channel is closed with 1000, Run
+// cancels the handlers' contexts, waits for them and returns. Close does
+// not wait for Run; it is idempotent and safe for concurrent use.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *Listener) setConnected(ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ok == l.connected {
+		return
+	}
+	l.connected = ok
+	if ok {
+		close(l.connCh)
+	} else {
+		l.connCh = make(chan struct{})
+	}
+}
+
+// dialControl opens a control channel and returns it with its token's expiry.
+func (l *Listener) dialControl(ctx context.Context) (*websocket.Conn, time.Time, error) {
+	now := l.cfg.Now()
+	tok, exp, err := l.cfg.Credentials.Token(now, l.cfg.TokenTTL)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	h := http.Header{}
+	if tok != "" {
+		h.Set(HeaderAuthorization, tok)
+	}
+	id := NewID()
+	u := l.cfg.Credentials.WebSocketURL(ActionListen, URLOptions{ID: id})
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	ws, err := dialURL(dctx, u.String(), ActionListen, &websocket.DialOptions{HTTPClient: l.cfg.HTTPClient, HTTPHeader: h}, tok)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	ws.SetReadLimit(controlReadLimit)
+	l.log.Info("control channel open", "id", id)
+	return ws, exp, nil
+}
+
+// session is one control channel's lifetime.
+type session struct {
+	// Static after construction.
+	l    *Listener
+	ws   *websocket.Conn
+	ctx  context.Context // cancelled when the session ends
+	lctx context.Context // the listener's lifetime, for handlers
+
+	// wsem is the control channel's write token: whoever holds it is the
+	// only writer, so a response JSON and its body message stay adjacent.
+	wsem chan struct{}
+}
+
+// runSession serves one control channel until it fails or ctx is done.
+func (l *Listener) runSession(ctx context.Context, ws *websocket.Conn, expiry time.Time) error {
+	l.sessions.Add(1)
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	s := &session{l: l, ws: ws, ctx: sctx, lctx: ctx, wsem: make(chan struct{}, 1)}
+	l.setConnected(true)
+	defer l.setConnected(false)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		<-sctx.Done()
+		if ctx.Err() != nil {
+			ws.Close(websocket.StatusNormalClosure, "listener closing")
+		} else {
+			ws.CloseNow()
+		}
+	})
+	wg.Go(func() { s.pingLoop(); scancel() })
+	wg.Go(func() { s.renewLoop(expiry) })
+	err := s.readLoop()
+	scancel()
+	return err
+}
+
+// pingLoop pings every PingInterval (minus up to 10% jitter) and returns
+// when a pong does not come back within the interval.
+func (s *session) pingLoop() {
+	iv := s.l.cfg.PingInterval
+	for {
+		d := iv - time.Duration(rand.Int64N(int64(iv)/10+1))
+		if !sleepCtx(s.ctx, d) {
+			return
+		}
+		pctx, cancel := context.WithTimeout(s.ctx, iv)
+		err := s.ws.Ping(pctx)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.l.log.Warn("control channel ping failed", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// renewLoop sends renewToken RenewBefore before each token's expiry.
+func (s *session) renewLoop(expiry time.Time) {
+	cfg := &s.l.cfg
+	if cfg.RenewBefore < 0 || cfg.Credentials.SharedAccessSignature != "" || cfg.Credentials.Key == "" {
+		return
+	}
+	for {
+		d := max(expiry.Sub(cfg.Now())-cfg.RenewBefore, 50*time.Millisecond)
+		if !sleepCtx(s.ctx, d) {
+			return
+		}
+		tok, exp, err := cfg.Credentials.Token(cfg.Now(), cfg.TokenTTL)
+		if err != nil {
+			s.l.log.Error("token renewal", "err", err)
+			return
+		}
+		msg, err := EncodeControlMessage(&ControlMessage{RenewToken: &RenewTokenCommand{Token: tok}})
+		if err != nil {
+			return
+		}
+		if err := s.send(msg, nil); err != nil {
+			if s.ctx.Err() == nil {
+				s.l.log.Warn("token renewal not sent", "err", err)
+			}
+			return
+		}
+		s.l.log.Debug("token renewed", "expires", exp)
+		expiry = exp
+	}
+}
+
+// send writes a JSON command and, if body is non-nil, one binary message
+// right after it, as the only writer of the control channel.
+func (s *session) send(msg, body []byte) error {
+	select {
+	case s.wsem <- struct{}{}:
+	case <-s.ctx.Done():
+		return ErrConnLost
+	}
+	defer func() { <-s.wsem }()
+	return writeCommand(s.ctx, s.ws, msg, body)
+}
+
+// writeCommand writes msg and optional body with one write timeout each.
+// The caller is the connection's only writer.
+func writeCommand(ctx context.Context, ws *websocket.Conn, msg, body []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	if err := ws.Write(wctx, websocket.MessageText, msg); err != nil {
+		return err
+	}
+	if body != nil {
+		return ws.Write(wctx, websocket.MessageBinary, body)
+	}
+	return nil
+}
+
+// readLoop is the control channel's only reader. It dispatches each
+// command to its own goroutine, reading an inline request's body message
+// first so that it cannot be mistaken for a command.
+func (s *session) readLoop() error {
+	for {
+		// Not s.ctx: cancelling a read would drop the conn without a close
+		// frame; the session's closer goroutine ends reads instead.
+		typ, data, err := s.ws.Read(context.Background())
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			s.l.log.Debug("ignoring a binary message on the control channel", "bytes", len(data))
+			continue
+		}
+		m, err := DecodeControlMessage(data)
+		switch {
+		case errors.Is(err, ErrUnknownCommand):
+			s.l.log.Debug("ignoring an unknown command", "err", err)
+			continue
+		case err != nil:
+			s.l.log.Warn("ignoring a malformed command", "err", err)
+			continue
+		}
+		switch {
+		case m.Accept != nil:
+			s.l.spawn(func() { s.l.handleAccept(s.lctx, m.Accept) })
+		case m.Request != nil && m.Request.Inline():
+			var body []byte
+			if m.Request.HasBody() {
+				_, body, err = s.ws.Read(context.Background())
+				if err != nil {
+					return err
+				}
+			}
+			s.l.spawn(func() { s.l.serveInline(s, m.Request, body) })
+		case m.Request != nil:
+			s.l.spawn(func() { s.l.serveRendezvous(s.lctx, m.Request) })
+		default:
+			s.l.log.Debug("ignoring an unexpected command on the control channel")
+		}
+	}
+}
+
+// spawn runs f in a goroutine that Run waits for.
+func (l *Listener) spawn(f func()) {
+	l.handlers.Add(1)
+	go func() {
+		defer l.handlers.Done()
+		f()
+	}()
+}
+
+var _ io.Closer = (*Listener)(nil)

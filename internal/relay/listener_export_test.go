@@ -1,0 +1,5 @@
+package relay
+
+// Sessions reports how many control channels l has opened, so tests can
+// observe reconnects.
+func (l *Listener) Sessions() int64 { return l.sessions.Load() }
