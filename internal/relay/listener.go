@@ -108,6 +108,7 @@ type Listener struct {
 	closeOnce sync.Once
 	handlers  sync.WaitGroup // accept and request goroutines
 	sessions  atomic.Int64   // control channels opened, for tests
+	rvDials   atomic.Int64   // request rendezvous dialled, for tests
 
 	// Guarded by mu.
 	mu        sync.Mutex

@@ -69,6 +69,7 @@ func (l *Listener) serveRendezvous(lctx context.Context, cmd *RequestCommand) {
 }
 
 func (l *Listener) dialRendezvous(ctx context.Context, address string) (*websocket.Conn, error) {
+	l.rvDials.Add(1)
 	dctx, cancel := context.WithTimeout(ctx, l.cfg.AcceptTimeout)
 	defer cancel()
 	ws, err := dialURL(dctx, address, ActionRequest, &websocket.DialOptions{HTTPClient: l.cfg.HTTPClient}, "")
