@@ -24,9 +24,9 @@ type pendingRequest struct {
 	id string
 	cc *controlChannel
 
-	respCh chan ctrlResponse      // buffer 1
-	rvCh   chan *websocket.Conn   // buffer 1
-	failCh chan *wireError        // buffer 1
+	respCh chan ctrlResponse    // buffer 1
+	rvCh   chan *websocket.Conn // buffer 1
+	failCh chan *wireError      // buffer 1
 
 	// Guarded by Server.mu.
 	rvTaken  bool // the rendezvous address was used

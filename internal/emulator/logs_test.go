@@ -1,0 +1,129 @@
+package emulator_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/relaygate/relaygate/internal/emulator"
+	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogsHoldNoSecrets runs good and bad flows with debug logging and
+// checks that no key, signature or token reaches the log, and that a tight
+// loop of bad tokens is answered 401 every time but logged only a few times.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	key := emulatortest.RandomKey()
+	s, err := emulator.New(emulator.Config{
+		Rules:      []emulator.Rule{{Name: "root", Key: key, Rights: emulator.RightManage}},
+		AutoCreate: true,
+	}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Credentials("hc1")
+	good := token(t, c)
+	bad := relay.CreateToken(c.ResourceURI(), c.KeyName, "wrong", time.Now().Add(time.Hour))
+	expired := relay.CreateToken(c.ResourceURI(), c.KeyName, c.Key, time.Now().Add(-time.Hour))
+
+	// Good flow: listener, sender, relayed message, HTTP request.
+	cc := listen(t, s, "hc1", relay.URLOptions{})
+	sender := connectAsync(t, dialer(nil), c.WebSocketURL(relay.ActionConnect, relay.URLOptions{Token: good}).String(), "", nil)
+	lws := acceptAddr(t, dialer(nil), readAccept(t, cc).Address, nil)
+	res := wait(t, sender)
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	res.ws.WriteMessage(websocket.TextMessage, []byte("hi"))
+	lws.ReadMessage()
+	msg, _ := relay.EncodeControlMessage(&relay.ControlMessage{RenewToken: &relay.RenewTokenCommand{Token: good}})
+	cc.WriteMessage(websocket.TextMessage, msg)
+
+	// Bad flows in a tight loop, header and query.
+	const attempts = 200
+	for i := range attempts {
+		tok := []string{bad, expired, "SharedAccessSignature sr=x&sig=" + key + "&se=1&skn=root"}[i%3]
+		u := c.WebSocketURL(relay.ActionListen, relay.URLOptions{})
+		hdr := tok
+		if i%2 == 1 {
+			u.RawQuery += "&sb-hc-token=" + url.QueryEscape(tok)
+			hdr = ""
+		}
+		_, resp, _ := dialWS(t, dialer(nil), u.String(), hdr, nil)
+		if resp == nil || resp.StatusCode != 401 {
+			t.Fatalf("attempt %d: %s, want 401", i, status(resp))
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, c.HTTPURL(relay.URLOptions{}).String(), strings.NewReader("x"))
+	req.Header.Set("Authorization", bad)
+	if r, err := http.DefaultClient.Do(req); err == nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	// A bad renewToken closes the channel and must not log the token.
+	badRenew, _ := relay.EncodeControlMessage(&relay.ControlMessage{RenewToken: &relay.RenewTokenCommand{Token: bad}})
+	cc.WriteMessage(websocket.TextMessage, badRenew)
+	cc.SetReadDeadline(time.Now().Add(testTimeout))
+	for {
+		if _, _, err := cc.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if err := s.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	out := logs.String()
+	for name, secret := range map[string]string{"key": key, "good token": sigOf(good), "bad token": sigOf(bad), "expired token": sigOf(expired)} {
+		raw, _ := url.QueryUnescape(secret)
+		if strings.Contains(out, secret) || strings.Contains(out, raw) {
+			t.Errorf("log contains the %s", name)
+		}
+	}
+	if strings.Contains(out, "SharedAccessSignature") {
+		t.Errorf("log contains a token")
+	}
+	if n := strings.Count(out, "authorization failed"); n == 0 || n > 20 {
+		t.Errorf("%d 'authorization failed' lines for %d attempts; want a few (rate-limited)", n, attempts)
+	}
+	if !strings.Contains(out, "suppressed=") && strings.Count(out, "authorization failed") >= attempts {
+		t.Errorf("no suppression count logged")
+	}
+}
+
+func sigOf(tok string) string {
+	i := strings.Index(tok, "sig=")
+	j := strings.Index(tok, "&se=")
+	return tok[i+4 : j]
+}
