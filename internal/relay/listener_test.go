@@ -1,0 +1,264 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+// scriptedRelay is a fake relay for the listener as the unit under test: it
+// accepts control channels and hands each to script, which plays the
+// relay's side. The emulator tests cover the real exchange.
+func scriptedRelay(t *testing.T, script func(ctx context.Context, r *http.Request, ws *websocket.Conn), pings *atomic.Int32) relay.Credentials {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+			if pings != nil {
+				pings.Add(1)
+			}
+			return true
+		}})
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		script(r.Context(), r, ws)
+	}))
+	t.Cleanup(srv.Close)
+	c := credsFor(t, srv.URL)
+	c.KeyName = "listen"
+	return c
+}
+
+func readJSON(t *testing.T, ctx context.Context, ws *websocket.Conn) *relay.ControlMessage {
+	t.Helper()
+	typ, data, err := ws.Read(ctx)
+	if err != nil {
+		t.Errorf("relay read: %v", err)
+		return nil
+	}
+	if typ != websocket.MessageText {
+		t.Errorf("got a %v message, want a JSON command", typ)
+		return nil
+	}
+	m, err := relay.DecodeControlMessage(data)
+	if err != nil {
+		t.Errorf("listener sent %s: %v", data, err)
+		return nil
+	}
+	return m
+}
+
+func TestListenerControlChannel(t *testing.T) {
+	t.Parallel()
+	type result struct {
+		r    *http.Request
+		resp *relay.ResponseCommand
+		body string
+	}
+	done := make(chan result, 1)
+	creds := scriptedRelay(t, func(ctx context.Context, r *http.Request, ws *websocket.Conn) {
+		// Junk the listener must ignore, then an inline request.
+		ws.Write(ctx, websocket.MessageBinary, []byte{0xff})
+		ws.Write(ctx, websocket.MessageText, []byte("not json"))
+		ws.Write(ctx, websocket.MessageText, []byte(`{"ping":{}}`))
+		ws.Write(ctx, websocket.MessageText, []byte(`{"accept":null}`))
+		ws.Write(ctx, websocket.MessageText, []byte(`{"renewToken":{"token":"x"}}`))
+		req, _ := json.Marshal(relay.ControlMessage{Request: &relay.RequestCommand{
+			Address: "ws://127.0.0.1:1/$hc/hc1?sb-hc-action=request&sb-hc-id=r1", ID: "r1", RequestTarget: "/hc1/x?q=1",
+			Method: "POST", RequestHeaders: map[string]string{"Content-Type": "text/plain"}, Body: relay.Bool(true),
+		}})
+		ws.Write(ctx, websocket.MessageText, req)
+		ws.Write(ctx, websocket.MessageBinary, []byte("hello"))
+		m := readJSON(t, ctx, ws)
+		_, body, err := ws.Read(ctx)
+		if m == nil || m.Response == nil || err != nil {
+			t.Errorf("got %+v, %v; want a response and its body", m, err)
+			done <- result{r: r}
+			return
+		}
+		done <- result{r, m.Response, string(body)}
+		ws.Read(ctx) // until the listener closes
+	}, nil)
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials: creds,
+		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+			w.Write([]byte(strings.ToUpper(string(b)) + " " + r.URL.RawQuery))
+		}),
+	}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run(t.Context()) }()
+	var res result
+	select {
+	case res = <-done:
+	case <-waitCtx(t, 5*time.Second).Done():
+		t.Fatal("no response")
+	}
+	l.Close()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	q := res.r.URL.Query()
+	if q.Get(relay.QueryAction) != "listen" || uuid.Validate(q.Get(relay.QueryID)) != nil || q.Has(relay.QueryToken) ||
+		!strings.HasPrefix(res.r.Header.Get(relay.HeaderAuthorization), "SharedAccessSignature ") {
+		t.Errorf("listen request %s %v", res.r.URL, res.r.Header)
+	}
+	if res.resp == nil || res.resp.RequestID != "r1" || res.resp.StatusCode != 200 || res.resp.StatusDescription != "OK" ||
+		!res.resp.Body || res.resp.ResponseHeaders["Content-Type"] != "text/plain" || res.body != "HELLO q=1" {
+		t.Errorf("got response %+v body %q", res.resp, res.body)
+	}
+}
+
+func TestListenerRenewsTokenAndPings(t *testing.T) {
+	t.Parallel()
+	var pings atomic.Int32
+	renewed := make(chan *relay.Token, 1)
+	var first atomic.Pointer[relay.Token]
+	creds := scriptedRelay(t, func(ctx context.Context, r *http.Request, ws *websocket.Conn) {
+		tk, err := relay.ParseToken(r.Header.Get(relay.HeaderAuthorization))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		first.Store(tk)
+		m := readJSON(t, ctx, ws) // pings are answered while reading
+		if m == nil || m.RenewToken == nil {
+			t.Errorf("got %+v, want renewToken", m)
+			return
+		}
+		tk2, err := relay.ParseToken(m.RenewToken.Token)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		renewed <- tk2
+		ws.Read(ctx)
+	}, &pings)
+	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, TokenTTL: 3 * time.Second, RenewBefore: 2 * time.Second,
+		PingInterval: 50 * time.Millisecond, ConnHandler: echo}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run(t.Context()) }()
+	defer func() {
+		l.Close()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case tk := <-renewed:
+		if f := first.Load(); !tk.Expiry.After(f.Expiry) || tk.KeyName != "listen" || !tk.CheckSignature(testKey) {
+			t.Errorf("renewed token %v (first %v)", tk, f)
+		}
+	case <-waitCtx(t, 5*time.Second).Done():
+		t.Fatal("no renewToken")
+	}
+	ctx := waitCtx(t, 5*time.Second)
+	for pings.Load() < 3 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d pings, want ≥ 3", pings.Load())
+		}
+		pollPause()
+	}
+}
+
+func TestListenerRetriesAfterFirstSuccess(t *testing.T) {
+	t.Parallel()
+	// The relay accepts once, drops the channel, then answers 401 twice
+	// and accepts again: a listener that has been connected keeps trying.
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 2, 3:
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		if n.Load() == 1 {
+			ws.CloseNow()
+			return
+		}
+		defer ws.CloseNow()
+		ws.Read(r.Context())
+	}))
+	t.Cleanup(srv.Close)
+	creds := credsFor(t, srv.URL)
+	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, ConnHandler: echo, Backoff: []time.Duration{0, time.Millisecond}}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run(t.Context()) }()
+	ctx := waitCtx(t, 5*time.Second)
+	for n.Load() < 4 || !l.Connected() {
+		select {
+		case err := <-runErr:
+			t.Fatalf("Run returned %v", err)
+		default:
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("attempts %d, connected %v", n.Load(), l.Connected())
+		}
+		pollPause()
+	}
+	l.Close()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := l.Run(t.Context()); err == nil {
+		t.Fatal("second Run succeeded")
+	}
+}
+
+func TestNewListenerValidates(t *testing.T) {
+	t.Parallel()
+	good := relay.Credentials{Host: "ns", EntityPath: "hc", KeyName: "k", Key: testKey}
+	tests := []struct {
+		name string
+		cfg  relay.ListenerConfig
+		want error
+	}{
+		{"no credentials", relay.ListenerConfig{}, relay.ErrInvalidCredentials},
+		{"no key", relay.ListenerConfig{Credentials: relay.Credentials{Host: "ns", EntityPath: "hc", KeyName: "k"}}, relay.ErrInvalidCredentials},
+		{"tiny ttl", relay.ListenerConfig{Credentials: good, TokenTTL: time.Second}, nil},
+	}
+	for _, tt := range tests {
+		_, err := relay.NewListener(tt.cfg, nil)
+		if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || strings.Contains(err.Error(), testKey) {
+			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	l, err := relay.NewListener(relay.ListenerConfig{Credentials: good}, nil)
+	if err != nil || l.Connected() {
+		t.Fatalf("got %v, %v", l, err)
+	}
+	l.Close()
+	if err := l.WaitConnected(t.Context()); !errors.Is(err, relay.ErrClosed) {
+		t.Fatalf("WaitConnected after Close: %v", err)
+	}
+	if err := l.Run(t.Context()); err != nil {
+		t.Fatalf("Run after Close: %v", err)
+	}
+}
