@@ -599,3 +599,118 @@ func TestEmulatorListenerCloseStopsHandlers(t *testing.T) {
 		pollPause()
 	}
 }
+
+func TestEmulatorDialContextBoundsHandshakeOnly(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	runListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: echo})
+	dctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ws, err := relay.Dial(dctx, emu.Credentials("hc1"), relay.DialOptions{})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ctx := waitCtx(t, 5*time.Second)
+	if err := ws.Write(ctx, websocket.MessageText, []byte("after cancel")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := ws.Read(ctx); err != nil || string(data) != "after cancel" {
+		t.Fatalf("echo after the dial ctx was cancelled: %q %v", data, err)
+	}
+}
+
+func TestEmulatorConnHandlerPanic(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	runListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
+		if _, data, _ := c.Read(ctx); string(data) == "panic" {
+			panic("handler bug")
+		}
+	}})
+	ws := dial(t, emu, "hc1", relay.DialOptions{})
+	ctx := waitCtx(t, 5*time.Second)
+	ws.Write(ctx, websocket.MessageText, []byte("panic"))
+	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusInternalError {
+		t.Fatalf("got %v, want close 1011", err)
+	}
+	// The listener survives.
+	ws = dial(t, emu, "hc1", relay.DialOptions{})
+	ws.Write(ctx, websocket.MessageText, []byte("fine"))
+	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("got %v, want close 1000 when the handler returns", err)
+	}
+}
+
+// TestEmulatorListenerLogsNoSecrets runs a listener through connect, token
+// renewal, a dropped channel, an accept and an HTTP request with debug
+// logging, and checks that no key, signature or token was logged.
+func TestEmulatorListenerLogsNoSecrets(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t, func(c *emulator.Config) { c.TokenGrace = time.Nanosecond })
+	creds := emu.ListenerCredentials("hc1")
+	var buf syncBuffer
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials: creds, TokenTTL: 2 * time.Second, RenewBefore: 1500 * time.Millisecond,
+		Backoff: []time.Duration{0}, ConnHandler: echo,
+		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }),
+	}, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run(t.Context()) }()
+	ctx := waitCtx(t, 10*time.Second)
+	if err := l.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(buf.String(), "token renewed") {
+		if ctx.Err() != nil {
+			t.Fatal("no renewal logged")
+		}
+		pollPause()
+	}
+	emu.DropConnections()
+	for l.Sessions() < 2 || !l.Connected() {
+		if ctx.Err() != nil {
+			t.Fatal("no reconnect")
+		}
+		pollPause()
+	}
+	ws := dial(t, emu, "hc1", relay.DialOptions{})
+	ws.Write(ctx, websocket.MessageText, []byte("x"))
+	ws.Read(ctx)
+	ws.Close(websocket.StatusNormalClosure, "")
+	resp, err := (&relay.HTTPSender{Credentials: emu.Credentials("hc1")}).Do(ctx, http.MethodGet, "", nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	l.Close()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	logs := buf.String()
+	for _, s := range []string{creds.Key, creds.Key[:12], "sig=", "SharedAccessSignature"} {
+		if strings.Contains(logs, s) {
+			t.Fatalf("logs contain %q:\n%s", s, logs)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
