@@ -151,6 +151,9 @@ func (l *Listener) serveHTTP(lctx context.Context, cmd *RequestCommand, body []b
 		}()
 		l.cfg.HTTPHandler.ServeHTTP(w, r)
 	}()
+	if r.Method == http.MethodHead || w.code == http.StatusNoContent || w.code == http.StatusNotModified {
+		w.body.Reset() // these responses have no body, as net/http enforces
+	}
 	if w.overflow {
 		l.log.Warn("HTTP response larger than the read limit", "id", cmd.ID, "limit", l.cfg.ReadLimit)
 		*w = bufferedResponse{header: http.Header{}}
@@ -250,6 +253,10 @@ func (w *bufferedResponse) Flush() {}
 // encode returns the response command and the body (nil when empty).
 func (w *bufferedResponse) encode(requestID string) (msg, body []byte) {
 	w.WriteHeader(http.StatusOK)
+	if _, ok := w.header["Content-Type"]; !ok && w.body.Len() > 0 {
+		// Like net/http; a nil Content-Type value suppresses this.
+		w.header.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
+	}
 	rc := &ResponseCommand{
 		RequestID:         requestID,
 		StatusCode:        StatusCode(w.code),
