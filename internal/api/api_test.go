@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -320,6 +321,8 @@ func TestSendMapsRelayErrors(t *testing.T) {
 		{fmt.Errorf("dial: %w", relay.ErrForbidden), 502, "relay_auth"},
 		{fmt.Errorf("dial: %w", relay.ErrNotFound), 503, "no_listener"},
 		{relay.ErrUnavailable, 503, "unavailable"},
+		{fmt.Errorf("%w: no listener connected", relay.ErrUnavailable), 503, "no_listener"},
+		{fmt.Errorf("%w: 5 bytes", relay.ErrMessageTooLarge), 413, "payload_too_large"},
 		{relay.ErrConnLost, 503, "unavailable"},
 		{relay.ErrOverloaded, 503, "overloaded"},
 		{relay.ErrClosed, 503, "draining"},
@@ -665,3 +668,86 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// doerFunc is a function-field api.HTTPDoer.
+type doerFunc func(ctx context.Context, method, suffix string, query url.Values, header http.Header, body io.Reader) (*http.Response, error)
+
+func (f doerFunc) Do(ctx context.Context, method, suffix string, query url.Values, header http.Header, body io.Reader) (*http.Response, error) {
+	return f(ctx, method, suffix, query, header, body)
+}
+
+func TestRelayRequesterTellsListenerFromRelay(t *testing.T) {
+	t.Parallel()
+	respond := func(status int, via bool, body string) doerFunc {
+		return func(ctx context.Context, method, suffix string, query url.Values, header http.Header, b io.Reader) (*http.Response, error) {
+			h := http.Header{}
+			if via {
+				h.Set("Via", "1.1 ns.servicebus.windows.net")
+			}
+			return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(body))}, nil
+		}
+	}
+	tests := []struct {
+		name    string
+		doer    doerFunc
+		status  int
+		wantErr error
+	}{
+		{"listener 502", respond(502, true, "mine"), 502, nil},
+		{"listener 404", respond(404, true, "mine"), 404, nil},
+		{"relay 502 no listener", respond(502, false, ""), 0, relay.ErrNotFound},
+		{"relay 404", respond(404, false, ""), 0, relay.ErrNotFound},
+		{"relay 401", respond(401, false, ""), 0, relay.ErrUnauthorized},
+		{"relay 403", respond(403, false, ""), 0, relay.ErrForbidden},
+		{"relay 504", respond(504, false, ""), 0, relay.ErrTimeout},
+		{"relay 500", respond(500, false, ""), 0, relay.ErrRelayUnavailable},
+		{"listener body too large", respond(200, true, strings.Repeat("x", 11)), 0, api.ErrListenerBodyTooLarge},
+	}
+	for _, tt := range tests {
+		rq := &api.RelayRequester{Doer: tt.doer, MaxBodyBytes: 10}
+		resp, err := rq.Request(context.Background(), api.ListenerRequest{ID: "a", ContentType: "text/plain", Body: []byte("x")})
+		switch {
+		case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+			t.Errorf("%s: err %v, want %v", tt.name, err, tt.wantErr)
+		case tt.wantErr == nil && (err != nil || resp.Status != tt.status || string(resp.Body) != "mine"):
+			t.Errorf("%s: got %+v, %v", tt.name, resp, err)
+		}
+	}
+}
+
+// FuzzSend feeds arbitrary bodies and content types to POST /messages: the
+// answer is never a 500, and whatever is relayed is one valid frame.
+func FuzzSend(f *testing.F) {
+	f.Add("application/json", []byte(`{"message":{"a":[1,2]},"id":"x"}`))
+	f.Add("application/json", []byte(`{"message":"\u00e9"} `))
+	f.Add("application/json", []byte(`{"message":1}{"message":2}`))
+	f.Add("application/json", []byte(`{"message":null,"id":""}`))
+	f.Add("application/json", []byte("{\"message\":\"\xff\"}"))
+	f.Add("text/plain", []byte("hello"))
+	f.Add("text/plain; charset=latin1", []byte("x"))
+	f.Add("application/octet-stream", []byte{0, 1, 2})
+	f.Add("multipart/form-data; boundary=x", []byte("--x--"))
+	rl := &fakeRelayer{}
+	srv := api.New(api.Config{Credentials: testCreds, MaxBodyBytes: 4096}, rl, nil, slog.New(slog.DiscardHandler), nil)
+	h := srv.Handler()
+	f.Fuzz(func(t *testing.T, ct string, body []byte) {
+		rl.SendFn = func(ctx context.Context, m relay.Message) error {
+			if m.Type == relay.MessageText && !utf8Valid(m.Data) {
+				t.Errorf("text frame is not UTF-8: %q", m.Data)
+			}
+			if strings.HasPrefix(ct, "application/json") && !json.Valid(m.Data) {
+				t.Errorf("JSON envelope is not valid JSON: %q", m.Data)
+			}
+			return nil
+		}
+		req := httptest.NewRequest("POST", "/messages", bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q %q: %s", rec.Code, ct, body, rec.Body)
+		}
+	})
+}
+
+func utf8Valid(b []byte) bool { return strings.ToValidUTF8(string(b), "") == string(b) }

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+// maxLogged is how much of a message the local listener logs.
+const maxLogged = 512
+
+// logMessages is the local listener's ConnHandler: it logs every message
+// on the connection until the sender closes it.
+func logMessages(log *slog.Logger) func(ctx context.Context, c *relay.ListenerConn) {
+	return func(ctx context.Context, c *relay.ListenerConn) {
+		log.Info("sender connected", "id", c.ID())
+		for {
+			typ, data, err := c.Read(ctx)
+			if err != nil {
+				if s := websocket.CloseStatus(err); s == websocket.StatusNormalClosure || s == websocket.StatusGoingAway || ctx.Err() != nil {
+					log.Info("sender disconnected", "id", c.ID())
+				} else {
+					log.Info("sender connection ended", "id", c.ID(), "err", err)
+				}
+				return
+			}
+			log.Info("listener received message", "type", typ.String(), "bytes", len(data), "data", preview(typ, data))
+		}
+	}
+}
+
+// echoRequests is the local listener's HTTP handler for
+// ?delivery=request: it logs the request and answers 200 with a short
+// JSON receipt.
+func echoRequests(log *slog.Logger, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if err != nil || int64(len(data)) > limit {
+			http.Error(w, "cannot read body", http.StatusBadRequest)
+			return
+		}
+		typ := relay.MessageBinary
+		if utf8.Valid(data) {
+			typ = relay.MessageText
+		}
+		log.Info("listener received request", "method", r.Method, "content_type", r.Header.Get("Content-Type"),
+			"bytes", len(data), "data", preview(typ, data))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"received":%d}`, len(data))
+	})
+}
+
+// preview is the start of a message for the log: text as is, binary as
+// base64.
+func preview(typ relay.MessageType, data []byte) string {
+	cut := data
+	if len(cut) > maxLogged {
+		cut = cut[:maxLogged]
+		for i := 0; i < 3 && typ == relay.MessageText && !utf8.Valid(cut); i++ {
+			cut = cut[:len(cut)-1] // do not split a rune
+		}
+	}
+	s := string(cut)
+	if typ == relay.MessageBinary || !utf8.Valid(cut) {
+		s = "base64:" + base64.StdEncoding.EncodeToString(cut)
+	}
+	if len(cut) < len(data) {
+		s += "…"
+	}
+	return s
+}

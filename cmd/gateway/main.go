@@ -1,0 +1,75 @@
+// Command gateway is relaygate's HTTP gateway: POST /messages and
+// GET /token in front of one Azure Relay Hybrid Connection. Configuration
+// comes from GATEWAY_* variables (gateway -h lists them). Without relay
+// credentials it runs in local mode: an in-process relay emulator on
+// loopback and a built-in listener that logs every message.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/relaygate/relaygate/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// run parses flags, loads the configuration, serves until ctx is done
+// and shuts down within the grace period.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gateway\n\nrelaygate HTTP gateway to an Azure Relay Hybrid Connection. Configured by environment variables;\nwith no relay credentials it runs in local mode (in-process emulator and listener).\n\n%s", config.GatewayUsage())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("gateway: unexpected arguments %q (configuration is by GATEWAY_* variables; see gateway -h)", fs.Args())
+	}
+	cfg, err := config.LoadGateway()
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	g, err := start(ctx, cfg, log, stderr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	case err := <-g.serveErr:
+		log.Error("http server failed", "err", err)
+	}
+	return g.shutdown()
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
