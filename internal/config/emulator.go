@@ -1,0 +1,291 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/relaygate/relaygate/internal/emulator"
+)
+
+// EmulatorPrefix is the environment prefix of cmd/relay-emulator.
+const EmulatorPrefix = "RELAY_EMULATOR"
+
+// DevKeyName is the rule name used for the generated development key.
+const DevKeyName = "RootManageSharedAccessKey"
+
+// Emulator is cmd/relay-emulator's configuration: RELAY_EMULATOR_*
+// variables, each overridable by the flag of the same name in kebab case
+// (RELAY_EMULATOR_ACCEPT_TIMEOUT ↔ --accept-timeout). Rules and entities are
+// repeatable flags; in the environment they are lists.
+type Emulator struct {
+	Addr       string   `split_words:"true" default:"127.0.0.1:8090" desc:"listen address host:port for ws(s):// and http(s):// (port 0 picks a free one)"`
+	Rules      string   `split_words:"true" desc:"SAS rules NAME=KEY[:Listen,Send,Manage] (default Manage), or ENTITY/NAME=KEY[:…] for one hybrid connection, separated by spaces or ';'. None: a development key is generated and a connection string printed once on stdout"`
+	Entities   []string `split_words:"true" desc:"declared hybrid connections NAME or NAME:anonymous (senders need no token), comma-separated"`
+	AutoCreate bool     `split_words:"true" default:"true" desc:"create a hybrid connection on its first authorized use; false: undeclared ones are 404"`
+	DevEntity  string   `split_words:"true" default:"hc1" desc:"EntityPath of the printed development connection string (when no rule is given and no entity is declared)"`
+
+	TLS       bool     `split_words:"true" default:"false" desc:"serve wss:// and https://; without TLS_CERT/TLS_KEY a CA and certificate are generated and the CA written to TLS_CA_FILE"`
+	TLSCert   string   `split_words:"true" desc:"PEM certificate file to serve (implies TLS)"`
+	TLSKey    string   `split_words:"true" desc:"PEM private key file of TLS_CERT"`
+	TLSCAFile string   `split_words:"true" default:"relay-emulator-ca.pem" desc:"where the generated CA certificate is written for clients to trust"`
+	TLSHosts  []string `split_words:"true" desc:"host names and IPs of the generated certificate, comma-separated (default 127.0.0.1,::1,localhost)"`
+
+	TokenGrace      time.Duration `split_words:"true" default:"60s" validate:"min=1ms" desc:"how long an expired control channel token is tolerated before the channel is closed with 1008"`
+	AcceptTimeout   time.Duration `split_words:"true" default:"30s" validate:"min=10ms" desc:"validity of accept/request rendezvous addresses and how long a sender waits for a listener to accept"`
+	RequestTimeout  time.Duration `split_words:"true" default:"60s" validate:"min=10ms" desc:"how long an HTTP request-mode sender waits for the listener's response (then 504)"`
+	MaxListeners    int           `split_words:"true" default:"25" validate:"min=1,max=10000" desc:"control channels per hybrid connection (the service allows 25); the next gets 403"`
+	MaxMessageBytes int64         `split_words:"true" default:"16777216" validate:"min=1024" desc:"largest relayed WebSocket message and request-mode body, in bytes"`
+
+	MetricsAddr     string        `split_words:"true" desc:"admin listen address for Prometheus GET /metrics (e.g. 127.0.0.1:9464); empty: off"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"5s" validate:"min=10ms" desc:"grace period on SIGINT/SIGTERM"`
+	LogLevel        string        `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
+	LogFormat       string        `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
+
+	// Parsed by Validate.
+	parsedRules    []emulator.Rule
+	parsedEntities []emulator.Entity
+}
+
+// LoadEmulator reads RELAY_EMULATOR_* variables, then args (flags override
+// the environment), and validates the result, listing every problem by
+// name and never a key. With -h it prints usage to out and returns
+// flag.ErrHelp.
+func LoadEmulator(args []string, out io.Writer) (Emulator, error) {
+	var c Emulator
+	if err := envconfig.CheckDisallowed(EmulatorPrefix, &c); err != nil {
+		return c, err
+	}
+	if err := envconfig.Process(EmulatorPrefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, fmt.Errorf("%s: cannot parse as %s", pe.KeyName, pe.TypeName)
+		}
+		return c, err
+	}
+	fs := flag.NewFlagSet("relay-emulator", flag.ContinueOnError)
+	fs.SetOutput(out)
+	c.bindFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(out, emulatorUsageHead)
+		fs.PrintDefaults()
+		fmt.Fprintln(out, "\nEvery flag has an environment variable (flags win):")
+		_ = envconfig.Usagef(EmulatorPrefix, &Emulator{}, out, envconfig.DefaultTableFormat)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	// envconfig.Process ran the defaults; now check tags and cross-field
+	// rules on the merged result.
+	if err := validateMerged(&c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+const emulatorUsageHead = `Usage: relay-emulator [flags]
+
+A local Azure Relay Hybrid Connections emulator: listeners, WebSocket senders
+and HTTP request mode over ws:// and http:// (or wss:// and https://), with
+SAS authentication. With no --rule it generates a development key and prints
+a connection string once on stdout.
+
+Flags:
+`
+
+// splitRules splits RELAY_EMULATOR_RULES on white space and ';' (commas
+// belong to the rights list).
+func splitRules(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+// ruleList is the repeatable --rule flag: it appends to Rules, and its
+// first use replaces the environment's value. -h never shows keys.
+type ruleList struct {
+	dst *string
+	set bool
+}
+
+func (l *ruleList) String() string { return "" }
+
+func (l *ruleList) Set(v string) error {
+	if strings.ContainsAny(v, "; \t\n") {
+		return errors.New("one rule per --rule (no spaces or ';')")
+	}
+	if !l.set {
+		*l.dst, l.set = "", true
+	}
+	if *l.dst != "" {
+		*l.dst += ";"
+	}
+	*l.dst += v
+	return nil
+}
+
+// stringList is a repeatable flag; the first use replaces the environment's
+// value.
+type stringList struct {
+	dst *[]string
+	set bool
+}
+
+func (l *stringList) String() string {
+	if l == nil || l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *stringList) Set(v string) error {
+	if !l.set {
+		*l.dst, l.set = nil, true
+	}
+	*l.dst = append(*l.dst, v)
+	return nil
+}
+
+func (c *Emulator) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen `host:port`")
+	fs.Var(&ruleList{dst: &c.Rules}, "rule", "SAS rule `NAME=KEY[:Listen,Send,Manage]` or ENTITY/NAME=KEY[:…] (repeatable)")
+	fs.Var(&stringList{dst: &c.Entities}, "entity", "declared hybrid connection `NAME[:anonymous]` (repeatable)")
+	fs.BoolVar(&c.AutoCreate, "auto-create", c.AutoCreate, "create hybrid connections on first authorized use")
+	fs.StringVar(&c.DevEntity, "dev-entity", c.DevEntity, "`EntityPath` of the printed development connection string")
+	fs.BoolVar(&c.TLS, "tls", c.TLS, "serve wss:// and https:// (generated certificate unless --tls-cert/--tls-key)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate `file`")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file`")
+	fs.StringVar(&c.TLSCAFile, "tls-ca-file", c.TLSCAFile, "`file` to write the generated CA certificate to")
+	fs.Var(&stringList{dst: &c.TLSHosts}, "tls-host", "`host` or IP of the generated certificate (repeatable)")
+	fs.DurationVar(&c.TokenGrace, "token-grace", c.TokenGrace, "tolerance for an expired control channel token")
+	fs.DurationVar(&c.AcceptTimeout, "accept-timeout", c.AcceptTimeout, "rendezvous address validity and sender wait")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "HTTP request-mode response timeout (504)")
+	fs.IntVar(&c.MaxListeners, "max-listeners", c.MaxListeners, "control channels per hybrid connection")
+	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest relayed message or request body")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "admin `host:port` for GET /metrics (empty: off)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "grace period on SIGINT/SIGTERM")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+}
+
+// validateMerged runs the validator tags and Validate on the merged
+// environment and flags, listing every problem by variable name.
+func validateMerged(c *Emulator) error {
+	var problems []string
+	v := validator.New(validator.WithRequiredStructEnabled())
+	if err := v.Struct(c); err != nil {
+		var ve validator.ValidationErrors
+		if !errors.As(err, &ve) {
+			return err
+		}
+		t := reflect.TypeOf(c).Elem()
+		for _, fe := range ve {
+			problems = append(problems, fmt.Sprintf("%s: %s", envName(EmulatorPrefix, t, fe.StructField()), describe(fe)))
+		}
+	}
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// Validate checks and parses rules and entities and the cross-field rules.
+// Errors name the rule but never its key.
+func (c *Emulator) Validate() error {
+	var problems []string
+	c.parsedRules, c.parsedEntities = nil, nil
+	for i, s := range splitRules(c.Rules) {
+		r, err := emulator.ParseRule(s)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("RELAY_EMULATOR_RULES (--rule) #%d: %v", i+1, err))
+			continue
+		}
+		c.parsedRules = append(c.parsedRules, r)
+	}
+	for _, s := range c.Entities {
+		e, err := emulator.ParseEntity(s)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("RELAY_EMULATOR_ENTITIES (--entity): %v", err))
+			continue
+		}
+		c.parsedEntities = append(c.parsedEntities, e)
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		problems = append(problems, "RELAY_EMULATOR_ADDR: must be host:port")
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		problems = append(problems, "RELAY_EMULATOR_ADDR: bad port")
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			problems = append(problems, "RELAY_EMULATOR_METRICS_ADDR: must be host:port")
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		problems = append(problems, "RELAY_EMULATOR_TLS_CERT and RELAY_EMULATOR_TLS_KEY: give both or neither")
+	}
+	if !c.AutoCreate && len(c.Entities) == 0 {
+		problems = append(problems, "RELAY_EMULATOR_ENTITIES: declare at least one entity when RELAY_EMULATOR_AUTO_CREATE=false")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// ServerConfig builds the emulator's configuration. With no rule it adds a
+// generated namespace-level Manage rule named DevKeyName and returns it as
+// dev (so the caller can print a connection string once); otherwise dev is
+// nil.
+func (c *Emulator) ServerConfig() (cfg emulator.Config, dev *emulator.Rule, err error) {
+	if err := c.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	cfg = emulator.Config{
+		Addr:            c.Addr,
+		Rules:           append([]emulator.Rule(nil), c.parsedRules...),
+		Entities:        append([]emulator.Entity(nil), c.parsedEntities...),
+		AutoCreate:      c.AutoCreate,
+		TokenGrace:      c.TokenGrace,
+		AcceptTimeout:   c.AcceptTimeout,
+		RequestTimeout:  c.RequestTimeout,
+		MaxListeners:    c.MaxListeners,
+		MaxMessageBytes: c.MaxMessageBytes,
+	}
+	if c.TLS || c.TLSCert != "" {
+		cfg.TLS = &emulator.TLSConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, CAFile: c.TLSCAFile, Hosts: c.TLSHosts}
+	}
+	if len(cfg.Rules) == 0 {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return cfg, nil, err
+		}
+		r := emulator.Rule{Name: DevKeyName, Key: base64.StdEncoding.EncodeToString(b), Rights: emulator.RightManage}
+		cfg.Rules = []emulator.Rule{r}
+		dev = &r
+	}
+	return cfg, dev, nil
+}
+
+// ConnectionEntity is the EntityPath for a printed connection string: the
+// first declared entity, else DevEntity.
+func (c *Emulator) ConnectionEntity() string {
+	if len(c.parsedEntities) > 0 {
+		return c.parsedEntities[0].Name
+	}
+	return c.DevEntity
+}
