@@ -68,8 +68,9 @@ type PoolConfig struct {
 	// Backoff is the redial schedule, jittered by ±20% and held at its
 	// last step; nil means 0, 250ms, 500ms, 1s, 2s, then every 5s.
 	Backoff []time.Duration
-	// HTTPClient dials the relay (TLS settings); nil means
-	// http.DefaultClient.
+	// HTTPClient dials the relay (TLS settings). nil means a client of the
+	// pool's own, on a clone of http.DefaultTransport, whose idle
+	// connections Close releases (a dial cancelled by Close leaves one).
 	HTTPClient *http.Client
 	// Now is the clock for token minting and expiry; nil means time.Now.
 	Now func() time.Time
@@ -168,10 +169,11 @@ type Pool struct {
 	// free recycles outMsgs. A buffered channel rather than a sync.Pool:
 	// it is bounded, and it keeps the send path allocation-free also under
 	// the race detector, which makes sync.Pool drop items at random.
-	free     chan *outMsg
-	stopping chan struct{} // closed when Close starts
-	done     chan struct{} // closed when every goroutine has exited
-	wg       sync.WaitGroup
+	free      chan *outMsg
+	ownClient bool          // cfg.HTTPClient was made by NewPool; Close releases it
+	stopping  chan struct{} // closed when Close starts
+	done      chan struct{} // closed when every goroutine has exited
+	wg        sync.WaitGroup
 
 	// Accessed atomically.
 	healthy    atomic.Pointer[[]*conn] // ready conns; Send's view, copy-on-write under mu
@@ -216,6 +218,10 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 		changed:  make(chan struct{}),
 		reason:   "connecting",
 		failErr:  fmt.Errorf("%w: connecting", ErrUnavailable),
+	}
+	if p.cfg.HTTPClient == nil {
+		p.cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		p.ownClient = true
 	}
 	p.ctx, p.abort = context.WithCancel(context.Background())
 	p.dialCtx, p.noDial = context.WithCancel(p.ctx)
@@ -470,6 +476,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		go func() {
 			p.wg.Wait()
 			p.abort()
+			if p.ownClient {
+				p.cfg.HTTPClient.CloseIdleConnections()
+			}
 			close(p.done)
 		}()
 	})

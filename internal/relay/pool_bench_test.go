@@ -16,13 +16,13 @@ import (
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
-// sink is a minimal connect endpoint on 127.0.0.1 that accepts every
+// poolSink is a minimal connect endpoint on 127.0.0.1 that accepts every
 // sender WebSocket and discards what it reads with a reused buffer, so that
 // allocation counts measure the pool's send path rather than a receiver.
 // It stands in for the relay only where the relay is not the unit under
 // test (allocation and throughput measurements); behaviour tests use the
 // emulator.
-type sink struct {
+type poolSink struct {
 	creds    relay.Credentials
 	msgs     atomic.Int64
 	bytes    atomic.Int64
@@ -31,9 +31,9 @@ type sink struct {
 	released chan struct{}
 }
 
-func startSink(tb testing.TB) *sink {
+func startPoolSink(tb testing.TB) *poolSink {
 	tb.Helper()
-	s := &sink{released: make(chan struct{})}
+	s := &poolSink{released: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -90,8 +90,8 @@ func startSink(tb testing.TB) *sink {
 	return s
 }
 
-// newSinkPool returns a ready pool over a sink.
-func newSinkPool(tb testing.TB, s *sink, cfg relay.PoolConfig) *relay.Pool {
+// newPoolOnSink returns a ready pool over a sink.
+func newPoolOnSink(tb testing.TB, s *poolSink, cfg relay.PoolConfig) *relay.Pool {
 	tb.Helper()
 	cfg.Credentials = s.creds
 	p, err := relay.NewPool(cfg, nil, nil)
@@ -112,7 +112,7 @@ func newSinkPool(tb testing.TB, s *sink, cfg relay.PoolConfig) *relay.Pool {
 	}
 	// WaitReady returns with the first conn; wait for all of them so
 	// every run measures the same pool.
-	waitFor(tb, 10*time.Second, "every connection ready", func() bool { return p.Stats().Ready == p.Stats().Size })
+	poolWaitFor(tb, 10*time.Second, "every connection ready", func() bool { return p.Stats().Ready == p.Stats().Size })
 	return p
 }
 
@@ -122,8 +122,8 @@ func BenchmarkPoolSend(b *testing.B) {
 		n    int
 	}{{"100B", 100}, {"4KiB", 4 << 10}, {"64KiB", 64 << 10}} {
 		b.Run(size.name, func(b *testing.B) {
-			s := startSink(b)
-			p := newSinkPool(b, s, relay.PoolConfig{})
+			s := startPoolSink(b)
+			p := newPoolOnSink(b, s, relay.PoolConfig{})
 			msg := relay.Message{ID: "bench", Type: relay.MessageBinary, Data: make([]byte, size.n)}
 			ctx := context.Background()
 			b.SetBytes(int64(size.n))
@@ -141,8 +141,8 @@ func BenchmarkPoolSend(b *testing.B) {
 }
 
 func BenchmarkPoolSendSerial(b *testing.B) {
-	s := startSink(b)
-	p := newSinkPool(b, s, relay.PoolConfig{})
+	s := startPoolSink(b)
+	p := newPoolOnSink(b, s, relay.PoolConfig{})
 	msg := relay.Message{ID: "bench", Type: relay.MessageBinary, Data: make([]byte, 100)}
 	ctx := context.Background()
 	b.ReportAllocs()
