@@ -1,0 +1,145 @@
+// Command listener is a Hybrid Connections listener: it prints every
+// WebSocket message it receives as one JSON line on stdout and, with
+// --forward URL, relays HTTP requests and messages to a local service.
+// Logs go to stderr. Run `listener -h` for every variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/forward"
+	"github.com/relaygate/relaygate/internal/relay"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process at once
+	}()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "listener:", err)
+		os.Exit(1)
+	}
+}
+
+const usageHead = `Usage: listener [--forward URL]
+
+Listens on an Azure Relay hybrid connection (or the relay-emulator) and prints
+each WebSocket message it receives as one JSON line on stdout:
+
+  {"time":"…","connection":"…","type":"text","text":"…"}       (or "base64" for binary)
+
+HTTP requests (HTTP request mode) are printed and answered 200 with a JSON
+receipt. With --forward, requests are proxied to the local service (the path
+after the hybrid connection name is kept) and its response is relayed back;
+WebSocket messages are POSTed to the URL. Logs go to stderr.
+
+Flags:
+`
+
+// run wires config, logger, forward.Handler and relay.Listener, and returns
+// when ctx ends (nil) or the relay refuses the listener for good.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("listener", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fwd := fs.String("forward", "", "local service `URL` to proxy HTTP requests and POST messages to (overrides LISTENER_FORWARD)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHead)
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output())
+		fmt.Fprint(fs.Output(), config.ListenerUsage())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+
+	cfg, err := config.LoadListener()
+	if err != nil {
+		return err
+	}
+	if *fwd != "" {
+		if err := cfg.SetForward(*fwd); err != nil {
+			return err
+		}
+	}
+	creds, err := cfg.Credentials()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+
+	h, err := forward.New(forward.Config{
+		Target:       cfg.ForwardURL(),
+		StripPrefix:  "/" + creds.EntityPath,
+		Timeout:      cfg.ForwardTimeout,
+		MaxBodyBytes: cfg.MaxMessageBytes,
+	}, stdout, log)
+	if err != nil {
+		return err
+	}
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials:  creds,
+		ConnHandler:  func(ctx context.Context, c *relay.ListenerConn) { h.ServeConn(ctx, c) },
+		HTTPHandler:  h,
+		TokenTTL:     cfg.TokenTTL,
+		PingInterval: cfg.PingInterval,
+		ReadLimit:    cfg.MaxMessageBytes,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	mode := "print"
+	if cfg.Forward != "" {
+		mode = "forward to " + cfg.Forward
+	}
+	log.Info("listener starting", "relay", creds, "mode", mode)
+	if err := l.Run(ctx); err != nil {
+		return explain(err, creds)
+	}
+	log.Info("listener stopped")
+	return nil
+}
+
+// explain turns the relay's final refusals into advice naming the entity,
+// never the key.
+func explain(err error, c relay.Credentials) error {
+	switch {
+	case errors.Is(err, relay.ErrUnauthorized):
+		return fmt.Errorf("the relay refused the credentials for %s (401): check the key name and key: %w", c, err)
+	case errors.Is(err, relay.ErrForbidden):
+		return fmt.Errorf("the relay refused to let %s listen (403): the SAS rule needs the Listen right on this hybrid connection: %w", c, err)
+	case errors.Is(err, relay.ErrNotFound):
+		return fmt.Errorf("hybrid connection %q does not exist on %s (404): create it, or check EntityPath: %w", c.EntityPath, c.Host, err)
+	}
+	return err
+}
+
+// newLogger builds the stderr logger; level and format were validated by
+// config.LoadListener.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
