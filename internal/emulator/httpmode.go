@@ -157,9 +157,8 @@ func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPat
 		we = &wireError{code: http.StatusBadGateway, reason: "no_listener", text: "Bad Gateway. The request could not be routed to any listener."}
 	}
 	if we != nil {
-		if we.code == http.StatusNotFound {
-			we.code = http.StatusBadGateway
-		}
+		// AllowedListeners/DisallowedListeners mismatches stay 404, as in
+		// the .NET HybridRequestTests.AllowedListeners test.
 		s.writeStatus(w, r, e.name, we)
 		return
 	}

@@ -265,6 +265,22 @@ func TestHTTPErrors(t *testing.T) {
 			t.Errorf("got %q, want 504", resp.Status)
 		}
 	})
+	t.Run("allowed listeners mismatch", func(t *testing.T) {
+		listen(t, s, "picky", relay.URLOptions{ID: "only-me"})
+		cc := c
+		cc.EntityPath = "picky"
+		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, cc.HTTPURL(relay.URLOptions{}).String(), nil)
+		req.Header.Set(relay.HeaderAuthorization, token(t, cc))
+		req.Header.Set("Microsoft-Relay-AllowedListeners", "someone-else")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 || !strings.Contains(resp.Status, "AllowedListeners") {
+			t.Errorf("got %q, want 404 naming AllowedListeners", resp.Status)
+		}
+	})
 	t.Run("healthz", func(t *testing.T) {
 		resp, err := http.Get(fmt.Sprintf("http://%s/healthz", s.Addr()))
 		if err != nil {

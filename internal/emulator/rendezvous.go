@@ -104,7 +104,8 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest stri
 	s.pending[id] = p
 	s.mu.Unlock()
 	s.m.PendingChanged(1)
-	defer s.m.PendingChanged(-1)
+	notPending := sync.OnceFunc(func() { s.m.PendingChanged(-1) })
+	defer notPending()
 
 	addr := url.URL{Scheme: cc.scheme, Host: cc.hostForAddress(), Path: "/$hc/" + e.name}
 	addr.RawPath = "/$hc/" + escapePathSegments(e.name) + res.suffix
@@ -149,6 +150,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest stri
 		}
 		result = <-p.ch
 	}
+	notPending()
 	if result.err != nil {
 		if result.ws != nil {
 			result.ws.NetConn().Close()
@@ -279,7 +281,7 @@ func (s *Server) handleAccept(w http.ResponseWriter, r *http.Request, q url.Valu
 			desc = http.StatusText(code)
 		}
 		p.deliver(acceptResult{err: &wireError{code: code, text: desc, reason: "rejected", verbatim: true}})
-		s.writeStatus(w, r, p.entity, &wireError{code: http.StatusGone, reason: "rejected",
+		s.writeStatus(w, r, p.entity, &wireError{code: http.StatusGone, // counted once, for the sender
 			text: "Gone. The sender's connection was rejected as requested."})
 		return
 	}

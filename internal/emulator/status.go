@@ -20,7 +20,7 @@ import (
 type wireError struct {
 	code   int
 	text   string // reason phrase without the tracking suffix; safe to show
-	reason string // metrics label
+	reason string // metrics label; "" is not counted
 	err    error  // cause, for the log only; may be nil; never holds secrets
 	// verbatim sends text without the tracking suffix (a listener's own
 	// reject description).
@@ -130,7 +130,9 @@ func (s *Server) writeStatus(w http.ResponseWriter, r *http.Request, entityPath 
 	if e.verbatim {
 		reason = sanitizeReason(e.text)
 	}
-	s.m.Rejected(e.reason)
+	if e.reason != "" {
+		s.m.Rejected(e.reason)
+	}
 	s.writeResponse(w, r, rawResponse{
 		code:   e.code,
 		reason: reason,
