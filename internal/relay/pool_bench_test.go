@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -151,4 +152,45 @@ func BenchmarkPoolSendSerial(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPoolSendEmulator measures the whole path: pool, emulator and a
+// listener. Its allocations are mostly the emulator's and the listener's
+// (which reads each message into a new slice), not the pool's; the sink
+// benchmarks above isolate the pool.
+func BenchmarkPoolSendEmulator(b *testing.B) {
+	emu := emulatortest.Start(b)
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials: emu.ListenerCredentials("hc1"),
+		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		},
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	defer l.Close()
+	if err := l.WaitConnected(ctx); err != nil {
+		b.Fatal(err)
+	}
+	p := newTestPool(b, emu.Credentials("hc1"), func(c *relay.PoolConfig) { c.Size = 4; c.PingInterval = 20 * time.Second }, nil)
+	waitAllReady(b, p)
+	msg := relay.Message{Type: relay.MessageBinary, Data: make([]byte, 4<<10)}
+	b.SetBytes(int64(len(msg.Data)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := p.Send(ctx, msg); err != nil && !errors.Is(err, relay.ErrOverloaded) {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -386,6 +386,9 @@ func TestPoolNoListenerFailsFastThenRecovers(t *testing.T) {
 	if ok, _ := p.Ready(); ok {
 		t.Fatal("Ready with no listener")
 	}
+	if s := p.Stats(); s.Ready != 0 || s.Backoff+s.Connecting != s.Size || s.DialErrors == 0 || s.Reason != "no listener connected" {
+		t.Errorf("Stats() = %+v; want every slot connecting or backing off, dial errors counted, the reason", s)
+	}
 	start := time.Now()
 	err := p.Send(t.Context(), seqMessage(0, 10))
 	if elapsed := time.Since(start); elapsed > time.Second {
