@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -31,9 +32,9 @@ type Listener struct {
 	Forward        string        `split_words:"true" desc:"local service URL (http or https); relayed HTTP requests are proxied to it and WebSocket messages POSTed to it. Empty: print only. The --forward flag overrides it"`
 	ForwardTimeout time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"how long the local service may take to answer one forwarded request or message"`
 
-	MaxMessageBytes int64         `split_words:"true" default:"1048576" validate:"min=1024" desc:"largest WebSocket message or HTTP request body accepted, in bytes"`
+	MaxMessageBytes int64         `split_words:"true" default:"1048576" validate:"min=1024" desc:"largest WebSocket message, relayed HTTP request body or forwarded response body, in bytes"`
 	TokenTTL        time.Duration `split_words:"true" default:"1h" validate:"min=1m" desc:"lifetime of the SAS tokens minted for the control channel; renewed before expiry"`
-	PingInterval    time.Duration `split_words:"true" default:"30s" validate:"min=1s" desc:"WebSocket ping interval on the control channel (Azure drops idle channels after ~4 min)"`
+	PingInterval    time.Duration `split_words:"true" default:"30s" validate:"min=1s,max=30s" desc:"WebSocket ping interval on the control channel, at most 30s (Azure drops idle channels after ~4 min)"`
 	LogLevel        string        `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
 }
@@ -56,7 +57,9 @@ func LoadListener() (Listener, error) {
 // type, default and description.
 func ListenerUsage() string {
 	var b strings.Builder
-	_ = envconfig.Usagef(ListenerPrefix, &Listener{}, &b, envconfig.DefaultTableFormat)
+	tw := tabwriter.NewWriter(&b, 1, 0, 2, ' ', 0)
+	_ = envconfig.Usagef(ListenerPrefix, &Listener{}, tw, envconfig.DefaultTableFormat)
+	_ = tw.Flush()
 	return b.String()
 }
 

@@ -145,7 +145,7 @@ func New(cfg Config, out io.Writer, log *slog.Logger) (*Handler, error) {
 func (h *Handler) ServeConn(ctx context.Context, c Conn) {
 	id := c.ID()
 	log := h.log.With("connection", id)
-	log.Info("connection accepted")
+	log.Debug("connection accepted")
 	n := 0
 	for {
 		typ, data, err := c.Read(ctx)
