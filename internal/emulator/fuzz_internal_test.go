@@ -1,6 +1,10 @@
 package emulator
 
 import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -66,6 +70,47 @@ func FuzzRejectParams(f *testing.F) {
 		code, _, isReject, we := rejectParams(q)
 		if we == nil && isReject && (code < 300 || code > 599) {
 			t.Fatalf("rejectParams(%q) = %d", raw, code)
+		}
+	})
+}
+
+// FuzzWriteRaw: whatever a listener puts in statusDescription and
+// responseHeaders, the sender gets one well-formed response with the
+// listener's status code.
+func FuzzWriteRaw(f *testing.F) {
+	f.Add(200, "OK", "X-A", "1", []byte("body"))
+	f.Add(404, "Not\r\nFound", "Bad Name", "v\r\nInjected: 1", []byte{})
+	f.Add(599, strings.Repeat("x", 3000), "X-B", "\x00", []byte("z"))
+	f.Add(204, "", "Content-Length", "5", []byte("ignored"))
+	f.Fuzz(func(t *testing.T, code int, reason, hk, hv string, body []byte) {
+		if code < 200 || code > 999 {
+			return // rejected before writeRaw
+		}
+		h := http.Header{}
+		if validHeaderName(hk) && validHeaderValue(hv) && !hopHeaders[http.CanonicalHeaderKey(hk)] {
+			h.Set(hk, hv)
+		}
+		var buf bytes.Buffer
+		bw := bufio.NewWriter(&buf)
+		if err := writeRaw(bw, rawResponse{code: code, reason: reason, header: h, body: body}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(buf.Bytes())), nil)
+		if err != nil {
+			t.Fatalf("unparsable response %q: %v", buf.Bytes(), err)
+		}
+		if resp.StatusCode != code {
+			t.Fatalf("status %d, want %d", resp.StatusCode, code)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bodyAllowed(code) && !bytes.Equal(got, body) {
+			t.Fatalf("body %q, want %q", got, body)
+		}
+		if resp.Header.Get("Injected") != "" {
+			t.Fatal("header injection")
 		}
 	})
 }

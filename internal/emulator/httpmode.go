@@ -347,10 +347,16 @@ func readResponseCommand(rv *websocket.Conn, deadline time.Time) (*relay.Respons
 func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, resp ctrlResponse, rv *websocket.Conn) {
 	cmd := resp.cmd
 	code := int(cmd.StatusCode)
+	if code < 200 || code > 999 {
+		// 1xx would make the sender expect another response.
+		s.writeStatus(w, r, "", &wireError{code: http.StatusBadGateway, reason: "unavailable",
+			text: "Bad Gateway. The listener answered with an invalid status code."})
+		return
+	}
 	h := http.Header{}
 	for k, v := range cmd.ResponseHeaders {
 		ck := http.CanonicalHeaderKey(k)
-		if hopHeaders[ck] || strings.ContainsAny(k, " \r\n:") || strings.ContainsAny(v, "\r\n") {
+		if hopHeaders[ck] || !validHeaderName(k) || !validHeaderValue(v) {
 			continue
 		}
 		h.Set(ck, v)
@@ -457,4 +463,28 @@ func (s *Server) handleRequestRendezvous(w http.ResponseWriter, r *http.Request,
 	}
 	p.rvCh <- ws
 	s.mu.Unlock()
+}
+
+// validHeaderName reports whether k is an RFC 9110 token.
+func validHeaderName(k string) bool {
+	if k == "" || len(k) > 256 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v has no control characters but tab.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
