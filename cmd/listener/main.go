@@ -107,8 +107,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer l.Close()
 
 	mode := "print"
-	if cfg.Forward != "" {
-		mode = "forward to " + cfg.Forward
+	if u := cfg.ForwardURL(); u != nil {
+		mode = "forward to " + forward.Shown(u)
 	}
 	log.Info("listener starting", "relay", creds, "mode", mode)
 	if err := l.Run(ctx); err != nil {

@@ -217,7 +217,13 @@ func (h *Handler) post(ctx context.Context, log *slog.Logger, id string, typ rel
 	req.Header.Set(HeaderMessageType, typ.String())
 	resp, err := h.client.Do(req)
 	if err != nil {
-		log.Warn("forward message", "err", err)
+		// A *url.Error repeats the URL, whose query may hold a key
+		// (?code=… of a function app): log the cause and the shown form.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		log.Warn("forward message", "target", Shown(h.cfg.Target), "err", err)
 		return
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
@@ -227,6 +233,19 @@ func (h *Handler) post(ctx context.Context, log *slog.Logger, id string, typ rel
 		return
 	}
 	log.Debug("message forwarded", "status", resp.StatusCode)
+}
+
+// Shown returns u for logs: scheme, host and path, with a query (which may
+// carry a key) reduced to "?…".
+func Shown(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	s := u.Scheme + "://" + u.Host + u.EscapedPath()
+	if u.RawQuery != "" {
+		s += "?…"
+	}
+	return s
 }
 
 // ServeHTTP handles one relayed HTTP request: proxied to the target, or

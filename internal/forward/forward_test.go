@@ -230,12 +230,35 @@ func TestServeConnForwardUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	dead := srv.URL
 	srv.Close() // nothing listens there any more
-	var out syncBuffer
-	h := newHandler(t, Config{Target: mustURL(t, dead)}, &out)
+	var out, logs syncBuffer
+	const secret = "s3cr3t-function-key"
+	h, err := New(Config{Target: mustURL(t, dead+"/hook?code="+secret)}, &out, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &fakeConn{id: "c", msgs: []fakeMsg{{relay.MessageText, []byte("a")}, {relay.MessageText, []byte("b")}}}
 	h.ServeConn(t.Context(), c)
 	if n := len(decodeLines(t, out.String())); n != 2 {
 		t.Errorf("printed %d lines, want 2: a failed POST must not stop the connection", n)
+	}
+	if !strings.Contains(logs.String(), "forward message") {
+		t.Errorf("the failed POST was not logged:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("logs contain the forward URL's query:\n%s", logs.String())
+	}
+}
+
+func TestShown(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"http://127.0.0.1:3000":                "http://127.0.0.1:3000",
+		"https://fn.example/api/x?code=SECRET": "https://fn.example/api/x?…",
+		"http://svc/a%20b":                     "http://svc/a%20b",
+	} {
+		if got := Shown(mustURL(t, in)); got != want {
+			t.Errorf("Shown(%s): got %s, want %s", in, got, want)
+		}
 	}
 }
 
