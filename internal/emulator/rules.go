@@ -176,6 +176,8 @@ type Entity struct {
 	Name string
 	// RequiresClientAuthorization, when false, lets senders connect and
 	// send HTTP requests without a token (listeners always need one).
+	// Note that the zero value allows anonymous senders; the service's
+	// default (and ParseEntity's, and AutoCreate's) is true.
 	RequiresClientAuthorization bool
 }
 
