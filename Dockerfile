@@ -10,7 +10,7 @@
 
 # ---- build: static binaries (CGO off, so no libc in the final image) ------
 ARG GO_VERSION=1.26.8
-FROM golang:${GO_VERSION}-bookworm AS build
+FROM golang:${GO_VERSION} AS build
 WORKDIR /src
 # Module downloads first: this layer is reused until go.mod or go.sum change.
 COPY go.mod go.sum ./

@@ -424,3 +424,55 @@ func TestHelpAndConfigErrors(t *testing.T) {
 		t.Errorf("bad connection string: got %v, want an error naming EntityPath and not the key", err)
 	}
 }
+
+func TestReconnectsAfterRelayDrop(t *testing.T) {
+	em := emulatortest.Start(t)
+	s := start(t, map[string]string{"LISTENER_CONNECTION_STRING": connString(em.ListenerCredentials(entity))})
+	waitListening(t, em, s)
+
+	em.DropConnections() // every control channel and relayed connection, abruptly
+
+	// The relay listener logs each control channel it opens: wait for the
+	// second one.
+	deadline := time.After(10 * time.Second)
+	for strings.Count(s.stderr.String(), "control channel open") < 2 {
+		select {
+		case <-s.stderr.wrote:
+		case err := <-s.done:
+			t.Fatalf("run returned after a drop: %v", err)
+		case <-deadline:
+			t.Fatalf("no reconnect; stderr:\n%s", s.stderr.String())
+		}
+	}
+
+	// Still serving: a sender gets through. The emulator may not have
+	// noticed the old control channel's death yet, so a dial can still be
+	// routed to it and fail; retry within the deadline.
+	var ws *websocket.Conn
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var err error
+		if ws, err = relay.Dial(t.Context(), em.Credentials(entity), relay.DialOptions{}); err == nil {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("dial after reconnect: %v", err)
+		}
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(t.Context(), websocket.MessageText, []byte("after the drop")); err != nil {
+		t.Fatal(err)
+	}
+	if l := s.stdout.waitLines(t, 1)[0]; l.Text == nil || *l.Text != "after the drop" {
+		t.Errorf("got %+v", l)
+	}
+	select {
+	case err := <-s.done:
+		t.Fatalf("run returned after a drop: %v", err)
+	default:
+	}
+	s.stop(t)
+}
