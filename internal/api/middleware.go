@@ -47,6 +47,9 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 	})
 }
 
+// quietRoutes are logged at debug level.
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
 // logRequests logs one line per request and records request metrics. It
 // never logs the query string or headers (they may hold credentials).
 func (s *Server) logRequests(next http.Handler) http.Handler {
@@ -64,7 +67,14 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 				route = rc.RoutePattern()
 			}
 			s.metrics.ObserveRequest(route, r.Method, status, d)
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
+			level := slog.LevelInfo
+			if quietRoutes[route] && status < 500 {
+				level = slog.LevelDebug // probes and scrapes every few seconds
+			}
+			if !s.log.Enabled(r.Context(), level) {
+				return
+			}
+			s.log.LogAttrs(r.Context(), level, "http request",
 				slog.String("request_id", RequestID(r.Context())),
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),

@@ -97,6 +97,14 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 
+	setGatewayEnv(t, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"})
+	_, err = LoadGateway()
+	for _, want := range []string{"GATEWAY_POOL_SIZE", "GATEWAY_SEND_TIMEOUT", "GATEWAY_ALLOW_INSECURE_BIND"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parse errors: %v lacks %s", err, want)
+		}
+	}
+
 	setGatewayEnv(t, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
 	if _, err = LoadGateway(); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
 		t.Errorf("unknown variable: got %v", err)

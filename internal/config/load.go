@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/kelseyhightower/envconfig"
@@ -24,6 +26,10 @@ func load(prefix string, c validatable) error {
 	if err := envconfig.Process(prefix, c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
+			// envconfig stops at the first; name every unparsable variable.
+			if all := parseProblems(prefix, c); len(all) > 1 {
+				return fmt.Errorf("invalid configuration:\n  %s", strings.Join(all, "\n  "))
+			}
 			return fmt.Errorf("%s: cannot parse as %s", pe.KeyName, pe.TypeName)
 		}
 		return err
@@ -47,6 +53,39 @@ func load(prefix string, c validatable) error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return nil
+}
+
+// parseProblems lists every set variable of c's top-level fields that does
+// not parse as its field's type (ints, bools, floats, durations), without
+// the value.
+func parseProblems(prefix string, c any) []string {
+	var out []string
+	t := reflect.TypeOf(c).Elem()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := prefix + "_" + splitWords(f.Name)
+		v, ok := os.LookupEnv(name)
+		if !ok || !f.IsExported() {
+			continue
+		}
+		var err error
+		switch {
+		case f.Type == reflect.TypeOf(time.Duration(0)):
+			_, err = time.ParseDuration(v)
+		case f.Type.Kind() >= reflect.Int && f.Type.Kind() <= reflect.Int64:
+			_, err = strconv.ParseInt(v, 0, f.Type.Bits())
+		case f.Type.Kind() >= reflect.Uint && f.Type.Kind() <= reflect.Uint64:
+			_, err = strconv.ParseUint(v, 0, f.Type.Bits())
+		case f.Type.Kind() == reflect.Bool:
+			_, err = strconv.ParseBool(v)
+		case f.Type.Kind() == reflect.Float32 || f.Type.Kind() == reflect.Float64:
+			_, err = strconv.ParseFloat(v, f.Type.Bits())
+		}
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: cannot parse as %s", name, f.Type.String()))
+		}
+	}
+	return out
 }
 
 // EnvName returns the variable envconfig reads for field of t under prefix
