@@ -133,7 +133,12 @@ func New(cfg Config, out io.Writer, log *slog.Logger) (*Handler, error) {
 			Rewrite:      h.rewrite,
 			Transport:    cfg.Transport,
 			ErrorHandler: h.proxyError,
-			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ModifyResponse: func(resp *http.Response) error {
+				// The path only: the query may carry a key.
+				log.Info("request forwarded", "method", resp.Request.Method, "path", resp.Request.URL.Path, "status", resp.StatusCode)
+				return nil
+			},
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}
 	return h, nil
