@@ -14,6 +14,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/api"
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/console"
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/metrics"
 	"github.com/relaygate/relaygate/internal/relay"
@@ -47,6 +48,7 @@ type gateway struct {
 	emu      *emulator.Server
 	listener *relay.Listener
 	lnDone   chan struct{}
+	feed     *console.Feed // what the listener receives, for the browser console
 }
 
 // Addr is the HTTP listen address.
@@ -103,11 +105,14 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 		APIKeys:         cfg.APIKeys,
 		CORSOrigins:     cfg.CORSOrigins,
 		MetricsHandler:  m.Handler(),
+		Console:         g.consoleHandlers(),
 	}, pool, &api.RelayRequester{
 		Doer:         &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL},
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}, log.With("component", "api"), m)
 	g.srv = g.api.HTTPServer(g.api.Handler())
+	// Shutdown does not interrupt handlers: end the console's streams.
+	g.srv.RegisterOnShutdown(g.feed.Close)
 
 	// Listen synchronously so "address in use" is an error here.
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -157,10 +162,11 @@ func (g *gateway) startLocal() error {
 	}
 	g.emu = emu
 	g.creds = emu.Credentials(localEntity)
+	g.feed = console.NewFeed(console.FeedConfig{}, g.log.With("component", "console"))
 	l, err := relay.NewListener(relay.ListenerConfig{
 		Credentials: emu.ListenerCredentials(localEntity),
-		ConnHandler: logMessages(g.log.With("component", "listener")),
-		HTTPHandler: echoRequests(g.log.With("component", "listener"), g.cfg.MaxBodyBytes),
+		ConnHandler: logMessages(g.log.With("component", "listener"), g.feed),
+		HTTPHandler: echoRequests(g.log.With("component", "listener"), g.cfg.MaxBodyBytes, g.feed),
 		ReadLimit:   g.cfg.MaxBodyBytes + 64<<10,
 	}, g.log.With("component", "listener"))
 	if err != nil {
@@ -191,11 +197,12 @@ relaygate gateway: LOCAL MODE (no relay credentials configured)
   An in-process relay emulator runs on %s with hybrid connection %q,
   and a built-in listener logs every message it receives.
   Gateway:   %s   (API: %s/openapi.yaml)
+  Console:   %s/   (open it in a browser)
   Try it:
     curl -i%s -H 'Content-Type: application/json' -d '{"message":"hello"}' %s/messages
   To use Azure Relay, set GATEWAY_CONNECTION_STRING (gateway -h lists every variable).
 
-`, g.emu.Addr(), localEntity, base, base, auth, base)
+`, g.emu.Addr(), localEntity, base, base, base, auth, base)
 }
 
 // shutdown drains: readyz goes 503 and new requests are refused, in-flight

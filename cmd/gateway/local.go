@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/relaygate/relaygate/internal/console"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -18,8 +19,8 @@ import (
 const maxLogged = 512
 
 // logMessages is the local listener's ConnHandler: it logs every message
-// on the connection until the sender closes it.
-func logMessages(log *slog.Logger) func(ctx context.Context, c *relay.ListenerConn) {
+// on the connection until the sender closes it, and publishes it to feed.
+func logMessages(log *slog.Logger, feed *console.Feed) func(ctx context.Context, c *relay.ListenerConn) {
 	return func(ctx context.Context, c *relay.ListenerConn) {
 		log.Info("sender connected", "id", c.ID())
 		for {
@@ -33,14 +34,15 @@ func logMessages(log *slog.Logger) func(ctx context.Context, c *relay.ListenerCo
 				return
 			}
 			log.Info("listener received message", "type", typ.String(), "bytes", len(data), "data", preview(typ, data))
+			feed.Publish(console.Event{Kind: console.KindMessage, Conn: c.ID(), Type: typ.String(), Data: data})
 		}
 	}
 }
 
 // echoRequests is the local listener's HTTP handler for
 // ?delivery=request: it logs the request and answers 200 with a short
-// JSON receipt.
-func echoRequests(log *slog.Logger, limit int64) http.Handler {
+// JSON receipt. Each request is published to feed.
+func echoRequests(log *slog.Logger, limit int64, feed *console.Feed) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 		if err != nil || int64(len(data)) > limit {
@@ -53,6 +55,8 @@ func echoRequests(log *slog.Logger, limit int64) http.Handler {
 		}
 		log.Info("listener received request", "method", r.Method, "content_type", r.Header.Get("Content-Type"),
 			"bytes", len(data), "data", preview(typ, data))
+		feed.Publish(console.Event{Kind: console.KindRequest, Type: typ.String(), Method: r.Method,
+			ContentType: r.Header.Get("Content-Type"), Data: data})
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"received":%d}`, len(data))
 	})

@@ -33,11 +33,22 @@ func (s *Server) routes(r chi.Router) {
 	if s.cfg.MetricsHandler != nil {
 		r.Method(http.MethodGet, "/metrics", s.cfg.MetricsHandler)
 	}
+	if c := s.cfg.Console.Page; c != nil {
+		r.Method(http.MethodGet, "/", c)
+		r.Method(http.MethodGet, "/console/console.js", c)
+		r.Method(http.MethodGet, "/console/console.css", c)
+	}
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.Post("/messages", s.wrap(s.handleSend))
 		r.Get("/token", s.wrap(s.handleToken))
+		if c := s.cfg.Console.Status; c != nil {
+			r.Method(http.MethodGet, "/console/status", c)
+		}
+		if c := s.cfg.Console.Events; c != nil {
+			r.Method(http.MethodGet, "/console/events", c)
+		}
 	})
 }
 

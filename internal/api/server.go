@@ -76,6 +76,8 @@ type Config struct {
 	CORSOrigins []string
 	// MetricsHandler serves GET /metrics; nil means 404.
 	MetricsHandler http.Handler
+	// Console, if set, is the browser console (package console).
+	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -105,6 +107,14 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+}
+
+// ConsoleHandlers are the browser console's handlers; nil ones are not
+// mounted. Page serves GET /, /console/console.js and /console/console.css;
+// Status (GET /console/status) and Events (GET /console/events, a
+// server-sent-events stream) sit behind the API keys.
+type ConsoleHandlers struct {
+	Page, Status, Events http.Handler
 }
 
 // Server serves the REST surface. It is safe for concurrent use; Drain may
