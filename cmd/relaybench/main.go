@@ -1,0 +1,148 @@
+// Command relaybench measures relaygate end to end against its ceilings
+// (issue 6) and writes the Markdown report, BENCHMARKS.md by default.
+// Run it from the repository: the memory figures build ./cmd/gateway and
+// the micro-benchmarks run go test.
+//
+//	go run ./cmd/relaybench            # full run, a few minutes, writes BENCHMARKS.md
+//	go run ./cmd/relaybench --quick    # every scenario briefly, under a minute, for CI
+//
+// It exits non-zero only on a correctness failure (a receiver that did not
+// get exactly what was accepted, a scenario that could not run).
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/relaygate/relaygate/internal/bench"
+)
+
+// notes are the hand-written profiling notes appended to the full report.
+//
+//go:embed notes.md
+var notes string
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := fs.Bool("quick", false, "run every scenario briefly (under a minute, for CI); writes no file unless -o is given")
+	out := fs.String("o", "", "report file (default BENCHMARKS.md for a full run, none for --quick; - for stdout)")
+	window := fs.Duration("window", 0, "measurement window per point (default 5s, quick 300ms)")
+	warmup := fs.Duration("warmup", 0, "warm-up before each window (default 1s, quick 100ms)")
+	gatewayBin := fs.String("gateway-bin", "", `gateway binary for the memory figures ("" builds ./cmd/gateway; "-" skips them)`)
+	benchtime := fs.String("benchtime", "", `go test -benchtime of the micro-benchmarks (default 1s; quick skips them; "-" skips them)`)
+	verbose := fs.Bool("v", false, "log the components' warnings to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: relaybench [flags]\n\nMeasures relaygate end to end, its HTTP and relay ceilings, the seed's dial-per-message way,\npool sizes, gateway memory and micro-benchmarks, on loopback, and writes a Markdown report.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("relaybench: unexpected arguments %q", fs.Args())
+	}
+
+	opts := bench.FullOptions()
+	command := "go run ./cmd/relaybench"
+	if *quick {
+		opts = bench.QuickOptions()
+		command += " --quick"
+	}
+	if *window > 0 {
+		opts.Window = *window
+		command += " -window " + window.String()
+	}
+	if *warmup > 0 {
+		opts.Warmup = *warmup
+		command += " -warmup " + warmup.String()
+	}
+	opts.GatewayBin = *gatewayBin
+	switch *benchtime {
+	case "":
+	case "-":
+		opts.MicroBenchtime = ""
+	default:
+		opts.MicroBenchtime = *benchtime
+	}
+	level := slog.LevelError
+	if *verbose {
+		level = slog.LevelWarn
+	}
+	opts.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	opts.Progress = stderr
+
+	path := *out
+	if path == "" && !*quick {
+		path = "BENCHMARKS.md"
+	}
+	start := time.Now()
+	rep, err := bench.Run(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("relaybench: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteMarkdown(&buf, command, notesFor(*quick)); err != nil {
+		return err
+	}
+	switch path {
+	case "":
+	case "-":
+		_, _ = stdout.Write(buf.Bytes())
+	default:
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("relaybench: %w", err)
+		}
+	}
+	fmt.Fprintf(stderr, "\nTargets:\n")
+	for _, t := range rep.Targets() {
+		met := "not measured"
+		switch {
+		case t.Known && t.Met:
+			met = "met"
+		case t.Known:
+			met = "MISSED"
+		}
+		fmt.Fprintf(stderr, "  %-12s %s: %s\n", met, t.Name, t.Measured)
+	}
+	if path != "" && path != "-" {
+		fmt.Fprintf(stderr, "report written to %s\n", path)
+	}
+	fmt.Fprintf(stderr, "relaybench finished in %s\n", time.Since(start).Round(100*time.Millisecond))
+	if err := rep.Check(); err != nil {
+		return fmt.Errorf("relaybench: %w", err)
+	}
+	return nil
+}
+
+// notesFor is the profiling notes for a full run; a quick run's report
+// has none.
+func notesFor(quick bool) string {
+	if quick {
+		return ""
+	}
+	return strings.TrimSpace(notes)
+}

@@ -1,0 +1,309 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Memory is what the memory scenario measured on a gateway process.
+type Memory struct {
+	Binary      string // the gateway binary measured
+	IdleKiB     int64  // VmRSS idle, default pool, every connection ready
+	PoolSize    int    // the default pool size of IdleKiB
+	Clients     int    // concurrent HTTP clients of the load phase
+	LoadPeakKiB int64  // highest VmRSS sampled during the load
+	LoadHWMKiB  int64  // VmHWM (peak resident size) at the end of the load
+	Load        Point  // the load phase itself (100 B messages)
+	// Per idle pooled connection: idle RSS at two pool sizes.
+	SmallPool, LargePool       int
+	SmallPoolKiB, LargePoolKiB int64
+}
+
+// PerConnKiB is the idle RSS per pooled connection: the difference between
+// the two pool sizes divided by the difference in connections.
+func (m *Memory) PerConnKiB() float64 {
+	if m.LargePool == m.SmallPool {
+		return 0
+	}
+	return float64(m.LargePoolKiB-m.SmallPoolKiB) / float64(m.LargePool-m.SmallPool)
+}
+
+// buildGateway builds cmd/gateway into dir with the go command, from the
+// module that contains the working directory.
+func buildGateway(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "gateway")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/gateway")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/gateway: %v: %s", err, bytes.TrimSpace(b))
+	}
+	return out, nil
+}
+
+// moduleRoot is the nearest directory above the working directory holding
+// relaygate's go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/relaygate/relaygate\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the relaygate module (run from the repository, or pass -gateway-bin)")
+		}
+		dir = parent
+	}
+}
+
+// childGateway is a gateway process started from bin, relaying to one of
+// the stack's endpoints.
+type childGateway struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *tailBuffer
+	exited chan struct{}
+}
+
+// startChild starts bin as a gateway on a free loopback port with poolSize
+// pooled connections to ep, and waits until /readyz answers 200 and the
+// listener has accepted every pooled connection. Only the variables it
+// needs reach the child, so a stray GATEWAY_* in the benchmark's
+// environment cannot change what is measured.
+func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int) (*childGateway, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c := &childGateway{url: "http://" + port, stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
+	c.cmd = exec.Command(bin)
+	c.cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"GATEWAY_NAMESPACE=" + ep.creds.Host,
+		"GATEWAY_ENTITY_PATH=" + ep.creds.EntityPath,
+		"GATEWAY_KEY_NAME=" + ep.creds.KeyName,
+		"GATEWAY_KEY=" + ep.creds.Key,
+		"GATEWAY_EMULATOR=true",
+		"GATEWAY_ADDR=" + port,
+		"GATEWAY_POOL_SIZE=" + strconv.Itoa(poolSize),
+	}
+	c.cmd.Stdout = c.stderr
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = c.cmd.Wait(); close(c.exited) }()
+	client := &http.Client{Timeout: time.Second}
+	ready := waitFor(ctx, 20*time.Second, func() bool {
+		select {
+		case <-c.exited:
+			return true
+		default:
+		}
+		resp, err := client.Get(c.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && ep.sink.open.Load() >= int64(poolSize)
+	})
+	select {
+	case <-c.exited:
+		return nil, fmt.Errorf("gateway exited: %s", c.stderr.String())
+	default:
+	}
+	if !ready {
+		c.stop()
+		return nil, fmt.Errorf("gateway not ready after 20s (%d of %d pooled connections accepted): %s", ep.sink.open.Load(), poolSize, c.stderr.String())
+	}
+	return c, nil
+}
+
+// stop sends SIGINT (a graceful shutdown) and kills the process if it has
+// not exited after 10 s.
+func (c *childGateway) stop() {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// status reads a "VmRSS:   1234 kB" style field of /proc/PID/status.
+func (c *childGateway) status(field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusField(b, field)
+}
+
+// parseStatusField returns field's value in KiB from /proc/PID/status text.
+func parseStatusField(status []byte, field string) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("%s: unexpected value %q", field, rest)
+		}
+		return strconv.ParseInt(f[0], 10, 64)
+	}
+	return 0, fmt.Errorf("%s: not found", field)
+}
+
+// idleRSS waits settle, then returns the median of samples VmRSS readings
+// taken every 50 ms.
+func (c *childGateway) idleRSS(ctx context.Context, settle time.Duration, samples int) (int64, error) {
+	wait(ctx, settle)
+	var vals []int64
+	for range samples {
+		v, err := c.status("VmRSS")
+		if err != nil {
+			return 0, err
+		}
+		vals = append(vals, v)
+		wait(ctx, 50*time.Millisecond)
+	}
+	slices.Sort(vals)
+	return vals[len(vals)/2], nil
+}
+
+// freePort returns a free 127.0.0.1:PORT (closed again; the child binds it).
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
+
+// memory measures gateway processes: idle RSS with the default pool,
+// RSS under clients concurrent HTTP clients, and idle RSS at two pool
+// sizes for the cost of one idle pooled connection.
+func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
+	if runtime.GOOS != "linux" {
+		return nil, errors.New("needs /proc (Linux)")
+	}
+	m := &Memory{Binary: bin, PoolSize: defaultPoolSize, Clients: r.opts.MemClients, SmallPool: 1, LargePool: r.opts.LargePool}
+
+	// Idle with the default pool, then the load.
+	ep, err := r.stack.endpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ep.close()
+	gw, err := startChild(ctx, bin, ep, defaultPoolSize)
+	if err != nil {
+		return nil, err
+	}
+	defer gw.stop()
+	if m.IdleKiB, err = gw.idleRSS(ctx, r.opts.Settle, 10); err != nil {
+		return nil, err
+	}
+	client := newHTTPClient(m.Clients)
+	defer client.CloseIdleConnections()
+	var peak int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := gw.status("VmRSS"); err == nil {
+				peak = max(peak, v)
+			}
+			select {
+			case <-t.C:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	m.Load = r.counted(ctx, fmt.Sprintf("gateway process, %d clients", m.Clients), &ep.sink, m.Clients,
+		postMessage(client, gw.url+"/messages", jsonBody(100)))
+	m.Load.Size, m.Load.PoolSize = 100, defaultPoolSize
+	close(stop)
+	<-sampled
+	m.LoadPeakKiB = peak
+	if m.LoadHWMKiB, err = gw.status("VmHWM"); err != nil {
+		return nil, err
+	}
+	client.CloseIdleConnections()
+	gw.stop()
+
+	// Idle at two pool sizes.
+	for _, v := range []struct {
+		size int
+		dst  *int64
+	}{{m.SmallPool, &m.SmallPoolKiB}, {m.LargePool, &m.LargePoolKiB}} {
+		ep, err := r.stack.endpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		gw, err := startChild(ctx, bin, ep, v.size)
+		if err != nil {
+			ep.close()
+			return nil, err
+		}
+		*v.dst, err = gw.idleRSS(ctx, r.opts.Settle, 10)
+		gw.stop()
+		ep.close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
