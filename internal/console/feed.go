@@ -304,9 +304,10 @@ func (f *Feed) parseID(id string) (uint64, bool) {
 // key never goes in a URL).
 func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
-	// The stream outlives the server's ReadTimeout and WriteTimeout: clear
-	// the read deadline (its expiry would cancel r.Context()) and extend
-	// the write deadline before each write instead.
+	// The stream outlives the server's WriteTimeout: the write deadline is
+	// extended before each write (sseWriter.write). The read deadline is
+	// cleared too, though net/http already clears it while it watches a
+	// body-less request's connection for the client going away.
 	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
