@@ -200,3 +200,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.c.Check(t.tb, req, body, resp.StatusCode, resp.Header, rb)
 	return resp, nil
 }
+
+// Paths returns the contract's paths and their operations.
+func (c *Contract) Paths() map[string]*openapi3.PathItem { return c.doc.Paths.Map() }
