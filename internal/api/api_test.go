@@ -198,6 +198,7 @@ func TestSendJSONPreservesMessageBytes(t *testing.T) {
 		{"false", `{"message":false}`, `{"id":"ID","message":false}`},
 		{"html stays", `{"message":"<a>&"}`, `{"id":"ID","message":"<a>&"}`},
 		{"utf8", `{"message":"héllo ✓"}`, `{"id":"ID","message":"héllo ✓"}`},
+		{"null id", `{"message":[],"id":null}`, `{"id":"ID","message":[]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,6 +274,7 @@ func TestSendRejectsBadRequests(t *testing.T) {
 		{"null message", "/messages", "application/json", []byte(`{"message":null}`), 400, []string{"#/message"}, ""},
 		{"bad id and missing message", "/messages", "application/json", []byte(`{"id":"no spaces"}`), 400, []string{"#/message", "#/id"}, ""},
 		{"id too long", "/messages", "application/json", []byte(`{"message":1,"id":"` + strings.Repeat("a", 129) + `"}`), 400, []string{"#/id"}, ""},
+		{"empty id", "/messages", "application/json", []byte(`{"message":1,"id":""}`), 400, []string{"#/id"}, ""},
 		{"id not a string", "/messages", "application/json", []byte(`{"message":1,"id":5}`), 400, []string{"#/id"}, ""},
 		{"invalid utf8 in json", "/messages", "application/json", []byte("{\"message\":\"\xff\"}"), 400, []string{"#/message"}, ""},
 		{"empty json", "/messages", "application/json", []byte{}, 400, nil, ""},

@@ -19,7 +19,8 @@ import (
 type sendRequest struct {
 	// Message is relayed byte for byte.
 	Message json.RawMessage `json:"message" validate:"required"`
-	ID      string          `json:"id" validate:"omitempty,msgid"`
+	// ID is a pointer so that "id": "" is rejected rather than ignored.
+	ID *string `json:"id" validate:"omitempty,msgid"`
 }
 
 // Validate rejects a null message and a message that is not valid UTF-8
@@ -97,9 +98,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		msg.ID = req.ID
-		if msg.ID == "" {
-			msg.ID = relay.NewID()
+		msg.ID = relay.NewID()
+		if req.ID != nil {
+			msg.ID = *req.ID
 		}
 		msg.Data = req.envelope(msg.ID)
 		contentType = "application/json"
