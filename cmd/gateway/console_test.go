@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
@@ -498,6 +499,24 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 
 		p.checkClean()
+		// The browser enforces the policy: no HTML sinks, no eval, no
+		// inline script.
+		for _, probe := range []string{
+			`document.createElement('div').innerHTML = '<b>x</b>'`,
+			`eval('1')`,
+			`(() => { const s = document.createElement('script'); s.text = 'window.inlineRan = true'; document.body.append(s); if (!window.inlineRan) throw new Error('blocked'); })()`,
+		} {
+			got, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](
+				`(() => { try { `+probe+`; return 'allowed'; } catch (e) { return 'blocked: ' + e.name; } })()`,
+				func(ep *runtime.EvaluateParams) { ep.AllowUnsafeEvalBlockedByCSP = new(false) }, // DevTools' default bypasses the CSP for eval
+			))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(got, "blocked") {
+				t.Errorf("the page's CSP allows %s", probe)
+			}
+		}
 		html, err := chromedp.Run(p.ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 		if err != nil {
 			t.Fatal(err)
