@@ -69,8 +69,8 @@ type PoolConfig struct {
 	// last step; nil means 0, 250ms, 500ms, 1s, 2s, then every 5s.
 	Backoff []time.Duration
 	// HTTPClient dials the relay (TLS settings). nil means a client of the
-	// pool's own, on a clone of http.DefaultTransport, whose idle
-	// connections Close releases (a dial cancelled by Close leaves one).
+	// pool's own: a clone of http.DefaultTransport without keep-alives,
+	// released by Close.
 	HTTPClient *http.Client
 	// Now is the clock for token minting and expiry; nil means time.Now.
 	Now func() time.Time
@@ -220,7 +220,14 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 		failErr:  fmt.Errorf("%w: connecting", ErrUnavailable),
 	}
 	if p.cfg.HTTPClient == nil {
-		p.cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		// No keep-alives: a successful dial is hijacked anyway, and
+		// without them a dial cancelled by Close cannot leave an unused
+		// connection in the idle pool, which would hold up the relay's
+		// graceful shutdown (http.Server counts a connection that never
+		// sent a request as active for 5 s).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DisableKeepAlives = true
+		p.cfg.HTTPClient = &http.Client{Transport: tr}
 		p.ownClient = true
 	}
 	p.ctx, p.abort = context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,8 +98,13 @@ type poolListener struct {
 func startPoolListener(tb testing.TB, emu *emulator.Server, entity string, gate <-chan struct{}) *poolListener {
 	tb.Helper()
 	pl := &poolListener{got: make(chan poolRecv, 20000), closes: make(chan int, 1000)}
+	// Without keep-alives, a rendezvous dial cancelled by stop cannot
+	// leave an unused connection that holds up the emulator's Close.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
 	l, err := relay.NewListener(relay.ListenerConfig{
 		Credentials: emu.ListenerCredentials(entity),
+		HTTPClient:  &http.Client{Transport: tr},
 		Backoff:     []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond},
 		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
 			pl.conns.Add(1)
@@ -563,84 +569,105 @@ func TestPoolOverloadedAndCancelledSends(t *testing.T) {
 	gate := make(chan struct{})
 	pl := startPoolListener(t, emu, "hc1", gate)
 	m := newPoolMetrics()
-	const queue = 2
+	const queueSize = 2
 	p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) {
-		c.Size, c.QueueSize = 1, queue
+		c.Size, c.QueueSize = 1, queueSize
 		// The stalled listener must not get the connection evicted.
 		c.WriteTimeout, c.PingInterval = 30*time.Second, time.Minute
 	}, m)
 	waitAllReady(t, p)
+	big := relay.Message{Type: relay.MessageBinary, Data: make([]byte, 1<<20)}
+	var ok atomic.Int64        // Sends that returned nil
+	var blocked sync.WaitGroup // Sends still waiting when the listener resumes
 
-	// Senders keep sending until the relay's buffers fill and the writer
-	// blocks; then the queue fills and every other sender is rejected.
-	const senders = 16
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	big := relay.Message{Type: relay.MessageBinary, Data: make([]byte, 256<<10)}
-	var ok atomic.Int64
-	results := make(chan error, senders)
-	for range senders {
+	// The listener does not read, so the relay's buffers fill up and the
+	// pool's writer eventually blocks in a write. Probe until it has: a
+	// probe that is still queued at its deadline returns DeadlineExceeded
+	// (its abandoned message keeps its slot until the writer skips it),
+	// and one whose write has begun waits for that write.
+	poolWaitFor(t, 60*time.Second, "the writer to stall", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		res := make(chan error, 1)
+		blocked.Add(1)
 		go func() {
-			for {
-				err := p.Send(ctx, big)
-				if err != nil {
-					results <- err
-					return
-				}
+			defer blocked.Done()
+			defer cancel()
+			err := p.Send(ctx, big)
+			if err == nil {
 				ok.Add(1)
 			}
+			res <- err
 		}()
-	}
-	// Senders whose message finds every queue full are rejected at once;
-	// the 1+queue that fit keep going until the stalled listener blocks
-	// the writer.
-	for range senders - 1 - queue {
 		select {
-		case err := <-results:
-			if !errors.Is(err, relay.ErrOverloaded) {
-				t.Fatalf("Send: got %v, want ErrOverloaded", err)
+		case err := <-res:
+			switch {
+			case err == nil:
+				return false
+			case errors.Is(err, context.DeadlineExceeded):
+				return true
 			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("senders were not rejected with a stalled listener (stats %+v)", p.Stats())
+			t.Fatalf("probe Send: %v", err)
+		case <-time.After(time.Second):
+			return true // its write is stuck
 		}
+		return false
+	})
+
+	// With the writer stuck, fill the queue with requests we cancel later.
+	qctx, qcancel := context.WithCancel(t.Context())
+	defer qcancel()
+	queued := make(chan error, queueSize)
+	n := 0
+	for q := p.Stats().Queued; q < queueSize; q = p.Stats().Queued {
+		n++
+		go func() { queued <- p.Send(qctx, big) }()
+		poolWaitFor(t, 5*time.Second, "a message queued", func() bool { return p.Stats().Queued > q })
 	}
-	poolWaitFor(t, 20*time.Second, "a full queue", func() bool { return p.Stats().Queued == queue })
-	// Cancelling the queued requests must not touch the connection.
-	cancel()
-	for range queue {
+
+	start := time.Now()
+	if err := p.Send(t.Context(), big); !errors.Is(err, relay.ErrOverloaded) {
+		t.Errorf("Send with every queue full: got %v, want ErrOverloaded", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("rejecting took %v; want it immediate", d)
+	}
+	// Cancelling queued requests returns at once and leaves the
+	// connection alone.
+	qcancel()
+	for range n {
 		select {
-		case err := <-results:
+		case err := <-queued:
 			if !errors.Is(err, context.Canceled) {
-				t.Errorf("cancelled Send: got %v, want context.Canceled", err)
+				t.Errorf("cancelled queued Send: got %v, want context.Canceled", err)
 			}
 		case <-time.After(5 * time.Second):
-			t.Fatal("queued Sends did not return after their ctx was cancelled")
+			t.Fatal("a queued Send did not return after its ctx was cancelled")
 		}
 	}
+
+	// The listener resumes: the stuck write completes, the abandoned
+	// messages are skipped, and the one connection carries on.
 	close(gate)
+	done := make(chan struct{})
+	go func() { blocked.Wait(); close(done) }()
 	select {
-	case err := <-results: // the one whose write was blocked: its write completes, then its next Send sees ctx
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("blocked Send: got %v, want context.Canceled on its next Send", err)
-		}
+	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the Send whose write was blocked did not return after the listener resumed")
+		t.Fatal("the Send whose write was stuck did not return after the listener resumed")
 	}
-	// Every message reported sent arrives, abandoned ones do not, and the
-	// connection survived.
-	// (Abandoned messages hold their queue slots until the writer skips
-	// them, so the queue may still be full for a moment.)
 	after := relay.Message{ID: "after", Type: relay.MessageText, Data: []byte("after")}
-	sendUntilOK(t, p, after)
+	sendUntilOK(t, p, after) // abandoned messages hold their slots until the writer skips them
 	got := pl.collect(t, int(ok.Load())+1, 20*time.Second)
 	if last := got[len(got)-1]; !bytes.Equal(last.data, after.Data) {
-		t.Errorf("last message %d bytes, want %q: an abandoned message was written", len(last.data), after.Data)
+		t.Errorf("message %d is %d bytes, want %q: an abandoned message was written", len(got), len(last.data), after.Data)
 	}
 	if s := p.Stats(); s.Dials != 1 || pl.conns.Load() != 1 {
 		t.Errorf("dials %d, listener connections %d; want the one connection to survive", s.Dials, pl.conns.Load())
 	}
-	if got := m.get(func(m *poolMetrics) int { return m.rejected["queue_full"] }); got < senders-1-queue {
-		t.Errorf("queue_full rejections %d, want at least %d", got, senders-1-queue)
+	for _, reason := range []string{"queue_full", "canceled"} {
+		if got := m.get(func(m *poolMetrics) int { return m.rejected[reason] }); got == 0 {
+			t.Errorf("no rejection counted as %s (%v)", reason, m.rejected)
+		}
 	}
 }
 
