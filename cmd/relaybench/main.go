@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -51,6 +53,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", 0, "warm-up before each window (default 1s, quick 100ms)")
 	gatewayBin := fs.String("gateway-bin", "", `gateway binary for the memory figures ("" builds ./cmd/gateway; "-" skips them)`)
 	benchtime := fs.String("benchtime", "", `go test -benchtime of the micro-benchmarks (default 1s; quick skips them; "-" skips them)`)
+	repeat := fs.Int("repeat", 0, "runs per point, the median is reported (default 3, quick 1)")
+	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ", ")+" (default all)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (load generator, gateway, emulator and listener share the process) to this file")
+	var gatewayEnv envFlag
+	fs.Var(&gatewayEnv, "gateway-env", "KEY=VALUE added to the gateway process's environment for the memory figures (repeatable), e.g. GOMEMLIMIT=48MiB")
 	verbose := fs.Bool("v", false, "log the components' warnings to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: relaybench [flags]\n\nMeasures relaygate end to end, its HTTP and relay ceilings, the seed's dial-per-message way,\npool sizes, gateway memory and micro-benchmarks, on loopback, and writes a Markdown report.\n\n")
@@ -80,7 +87,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts.Warmup = *warmup
 		command += " -warmup " + warmup.String()
 	}
+	if *repeat > 0 {
+		opts.Repeat = *repeat
+		command += fmt.Sprintf(" -repeat %d", *repeat)
+	}
+	if *only != "" {
+		for _, s := range strings.Split(*only, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(bench.Sections, s) {
+				return fmt.Errorf("relaybench: -only: unknown section %q (want %s)", s, strings.Join(bench.Sections, ", "))
+			}
+			opts.Only = append(opts.Only, s)
+		}
+		command += " -only " + *only
+	}
 	opts.GatewayBin = *gatewayBin
+	opts.GatewayEnv = gatewayEnv
+	for _, kv := range gatewayEnv {
+		command += " -gateway-env " + kv
+	}
 	switch *benchtime {
 	case "":
 	case "-":
@@ -98,6 +123,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	path := *out
 	if path == "" && !*quick {
 		path = "BENCHMARKS.md"
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("relaybench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("relaybench: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	rep, err := bench.Run(ctx, opts)
@@ -145,4 +181,17 @@ func notesFor(quick bool) string {
 		return ""
 	}
 	return strings.TrimSpace(notes)
+}
+
+// envFlag collects repeated KEY=VALUE flags.
+type envFlag []string
+
+func (e *envFlag) String() string { return strings.Join(*e, " ") }
+
+func (e *envFlag) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
 }

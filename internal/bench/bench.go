@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,12 +29,21 @@ type Options struct {
 	PoolSizes       []int // pool sizes of the pool-size sweep (at PoolSweepConc, 100 B)
 	PoolSweepConc   int
 	DialConcurrency []int // concurrency of dial-per-message and its pooled comparison (100 B)
+	Repeat          int   // runs per point (round-robin within a group); the median is reported
 	MemClients      int   // concurrent HTTP clients of the memory run
 	LargePool       int   // pool size compared with 1 for the per-connection RSS
+
+	// Only, if not empty, names the sections to run: e2e (with the HTTP
+	// ceiling), dial, relay, pool, open, memory, micro.
+	Only []string
 
 	// GatewayBin is the gateway binary for the memory run; "" builds
 	// ./cmd/gateway with the go command. "-" skips the memory run.
 	GatewayBin string
+	// GatewayEnv is added to the gateway process's environment
+	// ("GOGC=50", "GOMEMLIMIT=48MiB", "GATEWAY_LOG_LEVEL=warn"), for
+	// experiments; the report lists it.
+	GatewayEnv []string
 	// MicroBenchtime is go test's -benchtime for the micro-benchmarks; ""
 	// skips them.
 	MicroBenchtime string
@@ -45,10 +56,10 @@ type Options struct {
 }
 
 // FullOptions is the full run that writes BENCHMARKS.md: every
-// configuration of issue 6, a few minutes in all.
+// configuration of issue 6, each point three times, about ten minutes.
 func FullOptions() Options {
 	return Options{
-		Warmup: time.Second, Window: 5 * time.Second, OpenWindow: 10 * time.Second,
+		Warmup: 500 * time.Millisecond, Window: 3 * time.Second, OpenWindow: 10 * time.Second, Repeat: 3,
 		DrainTimeout: 15 * time.Second, Settle: 2 * time.Second,
 		Concurrency:     []int{1, 16, 64, 256},
 		Sizes:           []int{100, 4 << 10, 64 << 10},
@@ -158,67 +169,64 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer st.close()
 	r := &runner{opts: opts, log: log, stack: st, rep: rep}
 
-	// point runs one scenario and reports its progress; a scenario that
-	// cannot run is a failure, and the run goes on.
-	point := func(name string, f func() (Point, error)) (Point, bool) {
-		if ctx.Err() != nil {
-			return Point{}, false
-		}
-		p, err := f()
-		if err != nil {
-			r.fail("%s: %v", name, err)
-			return Point{}, false
-		}
-		r.progress("%-44s %10.0f/s  p50 %-9s p99 %-9s errors %d", name, p.Rate, fmtDur(p.Latency.P50), fmtDur(p.Latency.P99), p.Errors)
-		return p, true
-	}
-
 	for _, size := range opts.Sizes {
+		if !opts.runs("e2e") {
+			break
+		}
 		for _, c := range opts.Concurrency {
-			if p, ok := point(fmt.Sprintf("e2e c=%d %s", c, sizeName(size)), func() (Point, error) { return r.e2e(ctx, c, size, defaultPoolSize) }); ok {
-				rep.E2E = append(rep.E2E, p)
-			}
-			if p, ok := point(fmt.Sprintf("ceiling c=%d %s", c, sizeName(size)), func() (Point, error) { return r.ceiling(ctx, c, size) }); ok {
-				rep.Ceiling = append(rep.Ceiling, p)
-			}
+			got := r.measure(ctx, []job{
+				{fmt.Sprintf("e2e c=%d %s", c, sizeName(size)), func() (Point, error) { return r.e2e(ctx, c, size, defaultPoolSize) }},
+				{fmt.Sprintf("ceiling c=%d %s", c, sizeName(size)), func() (Point, error) { return r.ceiling(ctx, c, size) }},
+			})
+			rep.E2E, rep.Ceiling = appendOK(rep.E2E, got[0]), appendOK(rep.Ceiling, got[1])
 		}
 	}
 	for _, c := range opts.DialConcurrency {
-		if p, ok := point(fmt.Sprintf("dial-per-message c=%d 100 B", c), func() (Point, error) { return r.dialPerMessage(ctx, c, 100) }); ok {
-			rep.Dial = append(rep.Dial, p)
+		if !opts.runs("dial") {
+			break
 		}
-		if p, ok := point(fmt.Sprintf("pool.Send c=%d 100 B", c), func() (Point, error) { return r.pooled(ctx, c, 100) }); ok {
-			rep.Pooled = append(rep.Pooled, p)
-		}
+		got := r.measure(ctx, []job{
+			{fmt.Sprintf("dial-per-message c=%d 100 B", c), func() (Point, error) { return r.dialPerMessage(ctx, c, 100) }},
+			{fmt.Sprintf("pool.Send c=%d 100 B", c), func() (Point, error) { return r.pooled(ctx, c, 100) }},
+		})
+		rep.Dial, rep.Pooled = appendOK(rep.Dial, got[0]), appendOK(rep.Pooled, got[1])
 	}
 	for _, size := range opts.Sizes {
-		if p, ok := point("one WebSocket via emulator "+sizeName(size), func() (Point, error) { return r.oneSocket(ctx, size, false) }); ok {
-			rep.OneSocket = append(rep.OneSocket, p)
+		if !opts.runs("relay") {
+			break
 		}
-		if p, ok := point("direct WebSocket "+sizeName(size), func() (Point, error) { return r.oneSocket(ctx, size, true) }); ok {
-			rep.Direct = append(rep.Direct, p)
+		got := r.measure(ctx, []job{
+			{"one WebSocket via emulator " + sizeName(size), func() (Point, error) { return r.oneSocket(ctx, size, false) }},
+			{"direct WebSocket " + sizeName(size), func() (Point, error) { return r.oneSocket(ctx, size, true) }},
+		})
+		rep.OneSocket, rep.Direct = appendOK(rep.OneSocket, got[0]), appendOK(rep.Direct, got[1])
+	}
+	if opts.runs("pool") {
+		var jobs []job
+		for _, n := range opts.PoolSizes {
+			jobs = append(jobs, job{fmt.Sprintf("e2e pool=%d c=%d 100 B", n, opts.PoolSweepConc), func() (Point, error) { return r.e2e(ctx, opts.PoolSweepConc, 100, n) }})
+		}
+		for _, p := range r.measure(ctx, jobs) {
+			rep.PoolSweep = appendOK(rep.PoolSweep, p)
 		}
 	}
-	for _, n := range opts.PoolSizes {
-		if p, ok := point(fmt.Sprintf("e2e pool=%d c=%d 100 B", n, opts.PoolSweepConc), func() (Point, error) { return r.e2e(ctx, opts.PoolSweepConc, 100, n) }); ok {
-			rep.PoolSweep = append(rep.PoolSweep, p)
+	if opts.runs("open") {
+		conc := bestConcurrency(rep.E2E, 100)
+		if conc == 0 {
+			conc = 64
 		}
-	}
-	if best := maxRate(rep.E2E, 100); best > 0 {
-		rate := best / 2
-		if p, ok := point(fmt.Sprintf("open loop %.0f/s 100 B", rate), func() (Point, error) { return r.openLoopE2E(ctx, rate, 100) }); ok {
-			rep.OpenLoop = &p
-		}
+		got := r.measure(ctx, []job{{fmt.Sprintf("open loop at half the c=%d maximum, 100 B", conc), func() (Point, error) { return r.openLoopE2E(ctx, conc, 100) }}})
+		rep.OpenLoop = got[0]
 	}
 
-	if opts.GatewayBin != "-" && ctx.Err() == nil {
+	if opts.GatewayBin != "-" && opts.runs("memory") && ctx.Err() == nil {
 		r.progress("memory: gateway process, %d clients", opts.MemClients)
 		if err := r.runMemory(ctx); err != nil {
 			rep.MemoryErr = err.Error()
 			r.progress("memory: skipped: %v", err)
 		}
 	}
-	if opts.MicroBenchtime != "" && ctx.Err() == nil {
+	if opts.MicroBenchtime != "" && opts.runs("micro") && ctx.Err() == nil {
 		r.progress("micro-benchmarks: go test -bench (benchtime %s)", opts.MicroBenchtime)
 		rep.Micro, rep.MicroCommand, err = runMicro(ctx, opts.MicroBenchtime)
 		if err != nil {
@@ -232,6 +240,58 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.LoadAfter = loadavg()
 	rep.Finished = time.Now().UTC()
 	return rep, nil
+}
+
+// job is one scenario of a measure group.
+type job struct {
+	name string
+	run  func() (Point, error)
+}
+
+// measure runs the jobs Repeat times, round-robin (A B A B …), so that a
+// burst of load from elsewhere on the machine hits all of them alike, and
+// returns for each job its run with the median rate, with every run's rate
+// in Runs; nil for a job that failed (recorded as a failure). Progress
+// gets one line per run.
+func (r *runner) measure(ctx context.Context, jobs []job) []*Point {
+	runs := make([][]Point, len(jobs))
+	failed := make([]bool, len(jobs))
+	for range max(1, r.opts.Repeat) {
+		for i, j := range jobs {
+			if ctx.Err() != nil || failed[i] {
+				continue
+			}
+			p, err := j.run()
+			if err != nil {
+				r.fail("%s: %v", j.name, err)
+				failed[i] = true
+				continue
+			}
+			r.progress("%-44s %10.0f/s  p50 %-9s p99 %-9s errors %d", j.name, p.Rate, fmtDur(p.Latency.P50), fmtDur(p.Latency.P99), p.Errors)
+			runs[i] = append(runs[i], p)
+		}
+	}
+	out := make([]*Point, len(jobs))
+	for i, rs := range runs {
+		if failed[i] || len(rs) == 0 {
+			continue
+		}
+		sorted := slices.Clone(rs)
+		slices.SortFunc(sorted, func(a, b Point) int { return cmp.Compare(a.Rate, b.Rate) })
+		med := sorted[(len(sorted)-1)/2]
+		for _, x := range rs {
+			med.Runs = append(med.Runs, x.Rate)
+		}
+		out[i] = &med
+	}
+	return out
+}
+
+func appendOK(pts []Point, p *Point) []Point {
+	if p == nil {
+		return pts
+	}
+	return append(pts, *p)
 }
 
 // runMemory builds (or takes) the gateway binary and measures it.
@@ -259,15 +319,24 @@ func (r *runner) runMemory(ctx context.Context) error {
 	return nil
 }
 
-// maxRate is the highest rate among pts of size.
-func maxRate(pts []Point, size int) float64 {
-	best := 0.0
+// bestConcurrency is the concurrency of the highest rate among pts of
+// size, or 0.
+func bestConcurrency(pts []Point, size int) int {
+	best, conc := 0.0, 0
 	for _, p := range pts {
 		if p.Size == size && p.Rate > best {
-			best = p.Rate
+			best, conc = p.Rate, p.Concurrency
 		}
 	}
-	return best
+	return conc
+}
+
+// Sections are the names Options.Only accepts.
+var Sections = []string{"e2e", "dial", "relay", "pool", "open", "memory", "micro"}
+
+// runs reports whether section is selected.
+func (o Options) runs(section string) bool {
+	return len(o.Only) == 0 || slices.Contains(o.Only, section)
 }
 
 func withDefaults(o Options) Options {
@@ -286,6 +355,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.Settle <= 0 {
 		o.Settle = d.Settle
+	}
+	if o.Repeat <= 0 {
+		o.Repeat = 1
 	}
 	if o.PoolSweepConc <= 0 {
 		o.PoolSweepConc = d.PoolSweepConc

@@ -28,6 +28,9 @@ type Memory struct {
 	LoadPeakKiB int64  // highest VmRSS sampled during the load
 	LoadHWMKiB  int64  // VmHWM (peak resident size) at the end of the load
 	Load        Point  // the load phase itself (100 B messages)
+	// Go runtime figures from the gateway's /metrics (its Prometheus Go
+	// collector): idle, and at the highest RSS sample of the load.
+	IdleRuntime, LoadRuntime map[string]float64
 	// Per idle pooled connection: idle RSS at two pool sizes.
 	SmallPool, LargePool       int
 	SmallPoolKiB, LargePoolKiB int64
@@ -90,9 +93,9 @@ type childGateway struct {
 // startChild starts bin as a gateway on a free loopback port with poolSize
 // pooled connections to ep, and waits until /readyz answers 200 and the
 // listener has accepted every pooled connection. Only the variables it
-// needs reach the child, so a stray GATEWAY_* in the benchmark's
-// environment cannot change what is measured.
-func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int) (*childGateway, error) {
+// needs reach the child, plus env (Options.GatewayEnv), so a stray
+// GATEWAY_* in the benchmark's environment cannot change what is measured.
+func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int, env []string) (*childGateway, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -109,6 +112,7 @@ func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int) (*c
 		"GATEWAY_ADDR=" + port,
 		"GATEWAY_POOL_SIZE=" + strconv.Itoa(poolSize),
 	}
+	c.cmd.Env = append(c.cmd.Env, env...)
 	c.cmd.Stdout = c.stderr
 	c.cmd.Stderr = c.stderr
 	if err := c.cmd.Start(); err != nil {
@@ -196,6 +200,45 @@ func (c *childGateway) idleRSS(ctx context.Context, settle time.Duration, sample
 	return vals[len(vals)/2], nil
 }
 
+// runtimeMetrics are the gateway's Go collector series the report shows.
+var runtimeMetrics = []string{
+	"go_goroutines",
+	"go_memstats_heap_inuse_bytes",
+	"go_memstats_heap_idle_bytes",
+	"go_memstats_heap_released_bytes",
+	"go_memstats_stack_inuse_bytes",
+	"go_memstats_sys_bytes",
+	"go_memstats_next_gc_bytes",
+	"go_gc_gogc_percent",
+	"go_gc_gomemlimit_bytes",
+}
+
+// scrapeRuntime reads runtimeMetrics from the gateway's /metrics; nil if
+// it cannot.
+func (c *childGateway) scrapeRuntime() map[string]float64 {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(c.url + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !slices.Contains(runtimeMetrics, name) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
 // freePort returns a free 127.0.0.1:PORT (closed again; the child binds it).
 func freePort() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,7 +287,7 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 		return nil, err
 	}
 	defer ep.close()
-	gw, err := startChild(ctx, bin, ep, defaultPoolSize)
+	gw, err := startChild(ctx, bin, ep, defaultPoolSize, r.opts.GatewayEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +295,7 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 	if m.IdleKiB, err = gw.idleRSS(ctx, r.opts.Settle, 10); err != nil {
 		return nil, err
 	}
+	m.IdleRuntime = gw.scrapeRuntime()
 	client := newHTTPClient(m.Clients)
 	defer client.CloseIdleConnections()
 	var peak int64
@@ -261,8 +305,16 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 		defer close(sampled)
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
+		var scraped time.Time
 		for {
 			if v, err := gw.status("VmRSS"); err == nil {
+				// Scrape the runtime figures at a new peak, at most
+				// every 250 ms (a scrape costs the gateway a little).
+				if v > peak && time.Since(scraped) > 250*time.Millisecond {
+					if rt := gw.scrapeRuntime(); rt != nil {
+						m.LoadRuntime, scraped = rt, time.Now()
+					}
+				}
 				peak = max(peak, v)
 			}
 			select {
@@ -293,7 +345,7 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 		if err != nil {
 			return nil, err
 		}
-		gw, err := startChild(ctx, bin, ep, v.size)
+		gw, err := startChild(ctx, bin, ep, v.size, r.opts.GatewayEnv)
 		if err != nil {
 			ep.close()
 			return nil, err

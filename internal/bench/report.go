@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -101,7 +102,7 @@ func (rep *Report) Targets() []Target {
 
 	t = Target{Name: "p99 ≤ 2 ms at half the maximum rate (open loop, 100 B)"}
 	if o := rep.OpenLoop; o != nil {
-		t.Measured = fmt.Sprintf("p99 %s at %.0f/s offered (p50 %s, max %s)", fmtDur(o.Latency.P99), o.Offered, fmtDur(o.Latency.P50), fmtDur(o.Latency.Max))
+		t.Measured = fmt.Sprintf("p99 %s at %.0f/s offered, half of %.0f/s (p50 %s, max %s)", fmtDur(o.Latency.P99), o.Offered, o.MaxRate, fmtDur(o.Latency.P50), fmtDur(o.Latency.Max))
 		t.Met, t.Known = o.Latency.P99 <= 2*time.Millisecond && o.Errors == 0, true
 	}
 	ts = append(ts, t)
@@ -160,6 +161,9 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 	p("the relay emulator and a relay.Listener that counts what it receives all share the same %d CPUs. ", rep.NumCPU)
 	p("Figures are therefore lower than each part would reach alone, and on a shared machine they are noisy: compare ratios within one report, not absolute figures across reports. ")
 	p("Closed-loop points: %s warm-up, then a %s window; throughput is counted at the receiver in the window. ", rep.Options.Warmup, rep.Options.Window)
+	if rep.Options.Repeat > 1 {
+		p("Each point ran %d times, round-robin with the points it is compared with (e2e and its ceiling, dial and pool, emulator and direct, the pool sizes), so a burst of load elsewhere hits both sides of a ratio; the run with the median rate is shown, with the range of all runs in brackets. ", rep.Options.Repeat)
+	}
 	p("After each point the benchmark waits for the receiver to count every accepted message and fails loudly if the counts differ.\n\n")
 
 	if len(rep.Failures) > 0 {
@@ -191,15 +195,15 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 	p("| Size | Concurrency | Delivered/s | MiB/s | p50 | p90 | p99 | Errors | Delivered = accepted | Ceiling/s | e2e ÷ ceiling |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, e := range rep.E2E {
 		c, _ := find(rep.Ceiling, e.Concurrency, e.Size)
-		p("| %s | %d | %.0f | %.1f | %s | %s | %s | %s | %s | %.0f | %.2f |\n", sizeName(e.Size), e.Concurrency, e.Rate, e.MiBps(),
-			fmtDur(e.Latency.P50), fmtDur(e.Latency.P90), fmtDur(e.Latency.P99), errCell(e), deliveredCell(e), c.Rate, ratio(e.Rate, c.Rate))
+		p("| %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s | %.2f |\n", sizeName(e.Size), e.Concurrency, rateCell(e), e.MiBps(),
+			fmtDur(e.Latency.P50), fmtDur(e.Latency.P90), fmtDur(e.Latency.P99), errCell(e), deliveredCell(e), rateCell(c), ratio(e.Rate, c.Rate))
 	}
 	p("\n")
 
 	p("## 2. HTTP ceiling: same router and middleware, no relay\n\n")
 	p("| Size | Concurrency | Requests/s | p50 | p90 | p99 | Errors |\n|---|---|---|---|---|---|---|\n")
 	for _, c := range rep.Ceiling {
-		p("| %s | %d | %.0f | %s | %s | %s | %s |\n", sizeName(c.Size), c.Concurrency, c.Rate, fmtDur(c.Latency.P50), fmtDur(c.Latency.P90), fmtDur(c.Latency.P99), errCell(c))
+		p("| %s | %d | %s | %s | %s | %s | %s |\n", sizeName(c.Size), c.Concurrency, rateCell(c), fmtDur(c.Latency.P50), fmtDur(c.Latency.P90), fmtDur(c.Latency.P99), errCell(c))
 	}
 	p("\n")
 
@@ -213,8 +217,8 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		if e.Rate > 0 {
 			ecell, eratio = fmt.Sprintf("%.0f", e.Rate), fmt.Sprintf("%.0f×", ratio(e.Rate, d.Rate))
 		}
-		p("| %d | %.0f | %s | %s | %.0f | %s | %s | %.0f× | %s | %s |\n", d.Concurrency, d.Rate, fmtDur(d.Latency.P50), fmtDur(d.Latency.P99),
-			pl.Rate, fmtDur(pl.Latency.P50), fmtDur(pl.Latency.P99), ratio(pl.Rate, d.Rate), ecell, eratio)
+		p("| %d | %s | %s | %s | %s | %s | %s | %.0f× | %s | %s |\n", d.Concurrency, rateCell(d), fmtDur(d.Latency.P50), fmtDur(d.Latency.P99),
+			rateCell(pl), fmtDur(pl.Latency.P50), fmtDur(pl.Latency.P99), ratio(pl.Rate, d.Rate), ecell, eratio)
 	}
 	for _, d := range append(append([]Point{}, rep.Dial...), rep.Pooled...) {
 		if d.Errors > 0 || d.Delivered != d.Accepted {
@@ -233,23 +237,24 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 				d = x
 			}
 		}
-		p("| %s | %.0f | %.1f | %.0f | %.1f | %.2f |\n", sizeName(o.Size), o.Rate, o.MiBps(), d.Rate, d.MiBps(), ratio(o.Rate, d.Rate))
+		p("| %s | %s | %.1f | %s | %.1f | %.2f |\n", sizeName(o.Size), rateCell(o), o.MiBps(), rateCell(d), d.MiBps(), ratio(o.Rate, d.Rate))
 	}
 	p("\n")
 
 	p("## 5. Pool size (end to end, concurrency %d, 100 B)\n\n", rep.Options.PoolSweepConc)
 	p("| Pool size | Delivered/s | p50 | p90 | p99 | Errors |\n|---|---|---|---|---|---|\n")
 	for _, s := range rep.PoolSweep {
-		p("| %d | %.0f | %s | %s | %s | %s |\n", s.PoolSize, s.Rate, fmtDur(s.Latency.P50), fmtDur(s.Latency.P90), fmtDur(s.Latency.P99), errCell(s))
+		p("| %d | %s | %s | %s | %s | %s |\n", s.PoolSize, rateCell(s), fmtDur(s.Latency.P50), fmtDur(s.Latency.P90), fmtDur(s.Latency.P99), errCell(s))
 	}
 	p("\n")
 
 	p("## Latency at half the maximum rate (open loop)\n\n")
 	if o := rep.OpenLoop; o != nil {
-		p("Requests are offered at a fixed rate — half the highest 100 B end-to-end rate of section 1 — for %s, by up to %d workers; ", rep.Options.OpenWindow, o.Concurrency)
+		p("A fresh gateway's maximum 100 B rate is measured first with a closed loop at concurrency %d (the best of section 1), on the same gateway right before. ", o.MaxConcurrency)
+		p("Then half that rate is offered at fixed intervals for %s, by up to %d workers; ", rep.Options.OpenWindow, o.Concurrency)
 		p("each latency is measured from the request's scheduled start, so waiting for a free worker counts (no coordinated omission).\n\n")
-		p("| Offered/s | Achieved/s | p50 | p90 | p99 | Max | Errors | Started > 1 ms late | Delivered = accepted |\n|---|---|---|---|---|---|---|---|---|\n")
-		p("| %.0f | %.0f | %s | %s | %s | %s | %s | %d | %s |\n\n", o.Offered, o.Rate, fmtDur(o.Latency.P50), fmtDur(o.Latency.P90), fmtDur(o.Latency.P99), fmtDur(o.Latency.Max), errCell(*o), o.Late, deliveredCell(*o))
+		p("| Maximum/s | Offered/s | Achieved/s | p50 | p90 | p99 | Max | Errors | Started > 1 ms late | Delivered = accepted |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %s |\n\n", o.MaxRate, o.Offered, o.Rate, fmtDur(o.Latency.P50), fmtDur(o.Latency.P90), fmtDur(o.Latency.P99), fmtDur(o.Latency.Max), errCell(*o), o.Late, deliveredCell(*o))
 	} else {
 		p("Not measured (no 100 B end-to-end rate).\n\n")
 	}
@@ -265,6 +270,22 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		p("| … throughput during the load | %.0f/s (p99 %s, errors %s, delivered = accepted: %s) |\n", m.Load.Rate, fmtDur(m.Load.Latency.P99), errCell(m.Load), deliveredCell(m.Load))
 		p("| Idle, pool of %d | %d KiB |\n| Idle, pool of %d | %d KiB |\n", m.SmallPool, m.SmallPoolKiB, m.LargePool, m.LargePoolKiB)
 		p("| Per idle pooled connection ((%d − %d KiB) ÷ %d) | %.1f KiB |\n\n", m.LargePoolKiB, m.SmallPoolKiB, m.LargePool-m.SmallPool, m.PerConnKiB())
+		if len(rep.Options.GatewayEnv) > 0 {
+			p("The gateway process ran with `%s` added to its environment.\n\n", strings.Join(rep.Options.GatewayEnv, " "))
+		}
+		if m.IdleRuntime != nil || m.LoadRuntime != nil {
+			p("Go runtime figures from the gateway's own `/metrics` (Prometheus Go collector), idle and at the highest RSS sample under load:\n\n")
+			p("| Series | Idle | Under load |\n|---|---|---|\n")
+			for _, name := range runtimeMetrics {
+				iv, iok := m.IdleRuntime[name]
+				lv, lok := m.LoadRuntime[name]
+				if !iok && !lok {
+					continue
+				}
+				p("| %s | %s | %s |\n", name, runtimeCell(name, iv, iok), runtimeCell(name, lv, lok))
+			}
+			p("\n")
+		}
 	} else {
 		p("Not measured: %s\n\n", orDash(rep.MemoryErr))
 	}
@@ -290,6 +311,28 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// rateCell is p's rate, with the range of its runs when it was repeated:
+// "21403 (17106–22010)".
+func rateCell(p Point) string {
+	if len(p.Runs) < 2 {
+		return fmt.Sprintf("%.0f", p.Rate)
+	}
+	return fmt.Sprintf("%.0f (%.0f–%.0f)", p.Rate, slices.Min(p.Runs), slices.Max(p.Runs))
+}
+
+// runtimeCell formats a Go collector value: bytes in MiB, others as is.
+func runtimeCell(name string, v float64, ok bool) string {
+	switch {
+	case !ok:
+		return "–"
+	case strings.HasSuffix(name, "_bytes") && v >= 1<<62:
+		return "none"
+	case strings.HasSuffix(name, "_bytes"):
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 func orDash(s string) string {

@@ -26,11 +26,14 @@ type Point struct {
 	Rate      float64 // per second in the window: delivered where there is a receiver, else accepted
 	Window    time.Duration
 	Latency   summary
-	Errors    int64  // failed operations in the window
-	ErrorText string // failures by kind
+	Runs      []float64 // the rate of every run when the point was repeated; this one is the median
+	Errors    int64     // failed operations in the window
+	ErrorText string    // failures by kind
 	// Open loop only.
-	Offered float64
-	Late    int64
+	Offered        float64
+	Late           int64
+	MaxRate        float64 // the closed-loop rate whose half was offered
+	MaxConcurrency int     // the concurrency MaxRate was measured at
 }
 
 // MiBps is the payload throughput.
@@ -254,9 +257,12 @@ func (r *runner) oneSocket(ctx context.Context, size int, direct bool) (Point, e
 	return p, nil
 }
 
-// openLoopE2E offers rate requests per second of size bytes to a fresh
-// gateway and measures latency from each request's intended start.
-func (r *runner) openLoopE2E(ctx context.Context, rate float64, size int) (Point, error) {
+// openLoopE2E measures the maximum rate of a fresh gateway with a closed
+// loop at conc, then offers half that rate of size-byte messages in an
+// open loop and measures latency from each request's scheduled start.
+// Measuring the maximum right before, on the same gateway, keeps a noisy
+// earlier point from setting the rate.
+func (r *runner) openLoopE2E(ctx context.Context, conc, size int) (Point, error) {
 	ep, err := r.stack.endpoint(ctx)
 	if err != nil {
 		return Point{}, err
@@ -268,16 +274,22 @@ func (r *runner) openLoopE2E(ctx context.Context, rate float64, size int) (Point
 	}
 	defer gw.close()
 	const workers = 256
-	client := newHTTPClient(workers)
+	client := newHTTPClient(max(workers, conc))
 	defer client.CloseIdleConnections()
 	do := postMessage(client, gw.url+"/messages", jsonBody(size))
-	// Warm the connections up at the same rate, unmeasured.
+	closed := r.counted(ctx, fmt.Sprintf("open loop: maximum at c=%d size=%s", conc, sizeName(size)), &ep.sink, conc, do)
+	if closed.Rate <= 0 {
+		return Point{}, fmt.Errorf("no maximum rate measured")
+	}
+	rate := closed.Rate / 2
+	// Warm up at the offered rate, unmeasured.
 	warm := openLoop(ctx, rate, workers, r.opts.Warmup, do)
 	res := openLoop(ctx, rate, workers, r.opts.OpenWindow, do)
-	total := warm.OK + res.OK
+	total := closed.Accepted + warm.OK + res.OK
 	waitFor(ctx, r.opts.DrainTimeout, func() bool { return ep.sink.msgs.Load() >= total })
 	p := pointOf(res, workers)
 	p.Size, p.PoolSize = size, defaultPoolSize
+	p.MaxRate, p.MaxConcurrency = closed.Rate, conc
 	p.Accepted = total
 	p.Delivered = ep.sink.msgs.Load()
 	r.check(fmt.Sprintf("open loop %.0f/s size=%s", rate, sizeName(size)), p)
