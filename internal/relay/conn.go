@@ -61,7 +61,7 @@ type conn struct {
 	retireOnce sync.Once
 	done       chan struct{} // closed when run has returned
 
-	// Set by Pool.start before run is started and before the conn is
+	// Set by Pool.dialInto before run is started and before the conn is
 	// published; read-only afterwards.
 	ws      *websocket.Conn
 	ctx     context.Context         // lifetime: cancelled when the conn goes down
@@ -80,7 +80,7 @@ type conn struct {
 	// Accessed atomically.
 	down     atomic.Bool // no longer takes messages; Send skips it
 	timedOut atomic.Bool // wtimer fired: a write exceeded WriteTimeout
-	pongs    atomic.Int64
+	pongs    atomic.Int64 // pings answered; a conn with any counts as healthy
 
 	// Guarded by p.mu.
 	state ConnState
@@ -88,7 +88,10 @@ type conn struct {
 
 // run drives the connection until it goes down or is retired, then closes
 // it and waits for its goroutines. It must be called once, in its own
-// goroutine counted in p.wg.
+// goroutine counted in p.wg. It works like an errgroup (the first loop to
+// return ends the others), except that the reader is stopped by closing
+// ws rather than by a ctx, so that a retired conn can finish its close
+// handshake.
 func (c *conn) run() {
 	defer close(c.done)
 	defer c.p.wg.Done()
