@@ -78,8 +78,8 @@ type conn struct {
 	retireReason string
 
 	// Accessed atomically.
-	down     atomic.Bool // no longer takes messages; Send skips it
-	timedOut atomic.Bool // wtimer fired: a write exceeded WriteTimeout
+	down     atomic.Bool  // no longer takes messages; Send skips it
+	timedOut atomic.Bool  // wtimer fired: a write exceeded WriteTimeout
 	pongs    atomic.Int64 // pings answered; a conn with any counts as healthy
 
 	// Guarded by p.mu.
