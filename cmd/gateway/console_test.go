@@ -23,6 +23,7 @@ import (
 	"github.com/relaygate/relaygate/internal/api/apitest"
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/console"
+	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 )
 
 // chromiumPath is Debian's chromium (apt-get install -y chromium).
@@ -49,9 +50,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// localGateway is a gateway in local mode (in-process emulator, built-in
-// listener, real http.Server on 127.0.0.1:0), as `gateway` runs with no
-// credentials.
+// localGateway is a gateway on a real http.Server on 127.0.0.1:0, in
+// local mode (in-process emulator and built-in listener, as `gateway` runs
+// with no credentials) unless the test gives credentials.
 type localGateway struct {
 	*gateway
 	base     string
@@ -62,15 +63,27 @@ type localGateway struct {
 
 func startLocalGateway(t *testing.T, apiKeys ...string) *localGateway {
 	t.Helper()
+	return startConsoleGateway(t, func(c *config.Gateway) {
+		c.APIKeys = apiKeys
+		if !c.Local() {
+			t.Fatal("test config is not local mode")
+		}
+	})
+}
+
+// startConsoleGateway starts a gateway with the tests' configuration as
+// modified by mod (local mode unless mod sets credentials).
+func startConsoleGateway(t *testing.T, mod func(*config.Gateway)) *localGateway {
+	t.Helper()
 	cfg := config.Gateway{
 		Addr: "127.0.0.1:0", PoolSize: 2, QueueSize: 16, MaxBodyBytes: 1 << 20,
 		SendTimeout: 2 * time.Second, DeliveryTimeout: 5 * time.Second, WriteTimeout: 2 * time.Second,
 		DialTimeout: 2 * time.Second, PingInterval: 5 * time.Second, TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour,
 		RetryAfter: time.Second, ShutdownTimeout: 5 * time.Second, LogLevel: "debug", LogFormat: "text",
-		APIKeys: apiKeys,
 	}
-	if !cfg.Local() {
-		t.Fatal("test config is not local mode")
+	mod(&cfg)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -477,6 +490,8 @@ func TestConsoleInChromium(t *testing.T) {
 		if got := p.text("token-status"); got != "200 OK" {
 			t.Errorf("token status %q", got)
 		}
+		p.do("copy the token", 5*time.Second, chromedp.Click(chromedp.ID("token-copy")))
+		p.waitFor("the copy feedback", `['Copied', 'Selected: press Ctrl+C'].includes(document.getElementById('token-copy').textContent)`, 5*time.Second)
 		left := p.text("token-countdown")
 		if !strings.HasPrefix(left, "2m 0s") && !strings.HasPrefix(left, "1m ") {
 			t.Errorf("countdown %q for a 120 s token", left)
@@ -589,5 +604,33 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Error("the API key is in the gateway's logs")
 		}
 		p.screenshot("console-api-key.png")
+	})
+
+	t.Run("standalone emulator without a listener", func(t *testing.T) {
+		emu := emulatortest.Start(t)
+		g := startConsoleGateway(t, func(c *config.Gateway) {
+			cr := emu.Credentials("hc")
+			c.Namespace, c.EntityPath, c.KeyName, c.Key, c.Emulator = cr.Host, cr.EntityPath, cr.KeyName, cr.Key, true
+		})
+		p := openPage(t, bctx, g.base+"/")
+
+		p.waitFor("the target", `document.getElementById('target-mode').textContent === 'relay-emulator'`, 10*time.Second)
+		p.waitFor("no feed", `document.getElementById('feed-state').textContent === 'off'`, 10*time.Second)
+		p.waitFor("not ready", `document.getElementById('ready-state').textContent === 'not ready'`, 10*time.Second)
+		if d := p.text("ready-detail"); d == "" {
+			t.Error("no reason shown for not ready")
+		}
+		if got := p.text("pool-state"); !strings.HasPrefix(got, "0/2 ready") {
+			t.Errorf("pool %q", got)
+		}
+		p.send("json", `{"message": "nobody listens"}`)
+		if got := p.text("send-status"); got != "503 Service Unavailable" {
+			t.Errorf("send status %q", got)
+		}
+		if r := p.text("send-response"); !strings.Contains(r, "Retry-After: 1") {
+			t.Errorf("response panel lacks Retry-After: %s", r)
+		}
+		p.checkClean()
+		p.screenshot("console-no-listener.png")
 	})
 }

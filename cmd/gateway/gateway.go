@@ -111,8 +111,10 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}, log.With("component", "api"), m)
 	g.srv = g.api.HTTPServer(g.api.Handler())
-	// Shutdown does not interrupt handlers: end the console's streams.
+	// Shutdown does not interrupt handlers: end the console's streams, and
+	// do not wait 5 s for browsers' unused preconnected sockets.
 	g.srv.RegisterOnShutdown(g.feed.Close)
+	trackNewConns(g.srv)
 
 	// Listen synchronously so "address in use" is an error here.
 	ln, err := net.Listen("tcp", cfg.Addr)
