@@ -323,9 +323,9 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case full:
 		// A 200 with an error event rather than a status the browser would
 		// show as a failed fetch: the console reports it and retries later.
+		f.log.Warn("console feed: too many subscribers", "max", f.cfg.MaxSubscribers)
 		sw.printf("event: error\ndata: {\"detail\":\"too many open console feeds; retrying later\"}\n\n")
 		sw.flush()
-		f.log.Warn("console feed: too many subscribers", "max", f.cfg.MaxSubscribers)
 		return
 	case sub == nil:
 		sw.printf("event: shutdown\ndata: {}\n\n")
