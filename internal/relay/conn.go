@@ -109,6 +109,10 @@ func (c *conn) run() {
 	case <-c.ctx.Done():
 		err = context.Cause(c.ctx)
 	}
+	if c.timedOut.Load() && !errors.Is(err, errRetired) {
+		// The reader may have noticed the closed socket first.
+		err = fmt.Errorf("write timed out after %v: %w", c.p.cfg.WriteTimeout, err)
+	}
 	// Stop taking messages first, so senders waiting on this conn retry
 	// elsewhere right away, then stop the writer and the pinger.
 	c.p.markDown(c)
@@ -228,9 +232,6 @@ func (c *conn) writeMsg(om *outMsg) error {
 	err := c.ws.Write(c.wctx, om.typ, om.data)
 	c.wtimer.Stop()
 	if err != nil {
-		if c.timedOut.Load() {
-			err = fmt.Errorf("write timed out after %v: %w", c.p.cfg.WriteTimeout, err)
-		}
 		om.done <- ErrConnLost
 		return fmt.Errorf("write: %w", err)
 	}

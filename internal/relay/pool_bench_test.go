@@ -24,20 +24,28 @@ import (
 // test (allocation and throughput measurements); behaviour tests use the
 // emulator.
 type poolSink struct {
-	creds    relay.Credentials
-	msgs     atomic.Int64
-	bytes    atomic.Int64
-	conns    atomic.Int64
-	stall    atomic.Bool // when set, new reads block until the conn closes
-	released chan struct{}
+	creds      relay.Credentials
+	msgs       atomic.Int64
+	bytes      atomic.Int64
+	conns      atomic.Int64
+	stall      atomic.Bool // when set, new reads block until the sink stops
+	stallFirst atomic.Bool // when set, the first connection never reads
+	smallBufs  bool        // set before start: 64 KiB receive buffers, so a stalled connection fills up fast
 }
 
-func startPoolSink(tb testing.TB) *poolSink {
+func startPoolSink(tb testing.TB, opts ...func(*poolSink)) *poolSink {
 	tb.Helper()
-	s := &poolSink{released: make(chan struct{})}
+	s := &poolSink{}
+	for _, o := range opts {
+		o(s)
+	}
+	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if s.smallBufs {
+		ln = smallBufListener{ln}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
@@ -52,10 +60,14 @@ func startPoolSink(tb testing.TB) *poolSink {
 			if err != nil {
 				return
 			}
-			s.conns.Add(1)
+			n := s.conns.Add(1)
 			ws.SetReadLimit(64 << 20)
 			defer ws.CloseNow()
 			go func() { <-ctx.Done(); ws.CloseNow() }()
+			if n == 1 && s.stallFirst.Load() {
+				<-ctx.Done()
+				return
+			}
 			buf := make([]byte, 32<<10)
 			for {
 				if s.stall.Load() {
@@ -193,4 +205,15 @@ func BenchmarkPoolSendEmulator(b *testing.B) {
 			}
 		}
 	})
+}
+
+// smallBufListener shrinks each accepted connection's receive buffer.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetReadBuffer(64 << 10)
+	}
+	return c, err
 }

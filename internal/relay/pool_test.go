@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -843,6 +845,70 @@ func TestPoolEvictsUnresponsiveConnection(t *testing.T) {
 
 	s.stall.Store(false)
 	sendUntilOK(t, p, seqMessage(0, 10))
+}
+
+func TestPoolRetriesOnAnotherConnection(t *testing.T) {
+	t.Parallel()
+	s := startPoolSink(t, func(s *poolSink) { s.smallBufs = true })
+	s.stallFirst.Store(true) // the first connection never reads
+	m := newPoolMetrics()
+	// Small socket buffers on both ends, so the stalled connection fills
+	// up after a message or two.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetWriteBuffer(64 << 10)
+		}
+		return c, err
+	}
+	p := newTestPool(t, s.creds, func(c *relay.PoolConfig) {
+		c.Size, c.QueueSize = 2, 4
+		c.WriteTimeout, c.PingInterval = 500*time.Millisecond, time.Minute
+		c.HTTPClient = &http.Client{Transport: tr}
+	}, m)
+	waitAllReady(t, p)
+
+	// More data than the stalled connection's buffers hold: its writer
+	// blocks, its write times out and the connection dies with messages
+	// in flight and queued. Each is retried on the other connection, so
+	// every Send succeeds.
+	// 8 senders never fill two queues of 4, but one queue after the
+	// stalled connection is gone: ErrOverloaded is retried, like a client
+	// honouring Retry-After would.
+	const senders, each = 8, 8
+	const n = senders * each
+	msg := relay.Message{Type: relay.MessageBinary, Data: make([]byte, 256<<10)}
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for range each {
+				err := p.Send(t.Context(), msg)
+				for errors.Is(err, relay.ErrOverloaded) {
+					runtime.Gosched()
+					err = p.Send(t.Context(), msg)
+				}
+				if err != nil {
+					t.Errorf("Send: %v", err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Sends did not return (stats %+v)", p.Stats())
+	}
+	if got := m.get(func(m *poolMetrics) int { return m.closes[1006] }); got == 0 {
+		t.Errorf("the stalled connection was not evicted (closes %v)", m.closes)
+	}
+	if got, want := m.sent.Load(), int64(n); got != want {
+		t.Errorf("metrics: %d messages written, want %d", got, want)
+	}
 }
 
 func TestPoolRejectsBadMessages(t *testing.T) {
