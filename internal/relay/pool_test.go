@@ -477,6 +477,70 @@ func TestPoolRecoversAfterDroppedConnections(t *testing.T) {
 	}
 }
 
+func TestPoolReplacesConnectionClosedByRelay(t *testing.T) {
+	t.Parallel()
+	for _, code := range []websocket.StatusCode{
+		websocket.StatusNormalClosure,   // listener shut the socket down
+		websocket.StatusGoingAway,       // peer gone, entity deleted
+		websocket.StatusPolicyViolation, // token expired
+		websocket.StatusInternalError,
+	} {
+		t.Run(fmt.Sprint(int(code)), func(t *testing.T) {
+			t.Parallel()
+			emu := emulatortest.Start(t)
+			// The listener closes every connection with code after its
+			// first message.
+			got := make(chan poolRecv, 100)
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.DisableKeepAlives = true
+			l, err := relay.NewListener(relay.ListenerConfig{
+				Credentials: emu.ListenerCredentials("hc1"),
+				HTTPClient:  &http.Client{Transport: tr},
+				ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
+					typ, data, err := c.Read(ctx)
+					if err != nil {
+						return
+					}
+					got <- poolRecv{conn: c.ID(), typ: typ, data: data}
+					c.Close(code, "test")
+				},
+			}, poolLogger(t, "listener"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			runDone := make(chan struct{})
+			go func() { l.Run(ctx); close(runDone) }()
+			t.Cleanup(func() { l.Close(); cancel(); <-runDone })
+			if err := l.WaitConnected(ctx); err != nil {
+				t.Fatal(err)
+			}
+			m := newPoolMetrics()
+			p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) { c.Size = 1 }, m)
+			waitAllReady(t, p)
+
+			first := relay.Message{Type: relay.MessageText, Data: []byte("first")}
+			if err := p.Send(t.Context(), first); err != nil {
+				t.Fatal(err)
+			}
+			r1 := <-got
+			poolWaitFor(t, 10*time.Second, "the closed connection replaced", func() bool {
+				return m.get(func(m *poolMetrics) int { return m.closes[int(code)] }) == 1 && p.Stats().Dials == 2 && p.Stats().Ready == 1
+			})
+			second := relay.Message{Type: relay.MessageText, Data: []byte("second")}
+			sendUntilOK(t, p, second)
+			select {
+			case r2 := <-got:
+				if !bytes.Equal(r2.data, second.Data) || r2.conn == r1.conn {
+					t.Errorf("got %q on %s, want %q on a new connection (not %s)", r2.data, r2.conn, second.Data, r1.conn)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("second message not received")
+			}
+		})
+	}
+}
+
 func TestPoolRecoversAfterListenerRestart(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t)
