@@ -26,7 +26,7 @@ func serveWithUnusedConn(t *testing.T, track bool) (*http.Server, net.Conn) {
 		},
 	}
 	if track {
-		trackNewConns(srv)
+		trackNewConns(srv, 100*time.Millisecond)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,5 +68,51 @@ func TestShutdownClosesUnusedConns(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("the unused connection is still open: %v", err)
+	}
+}
+
+// TestShutdownKeepsNewConnsForTheGrace: during the grace an unused
+// connection stays open (a request on its way is read, as net/http would
+// without the tracker); then it is closed.
+func TestShutdownKeepsNewConnsForTheGrace(t *testing.T) {
+	const grace = time.Second
+	accepted := make(chan struct{}, 1)
+	srv := &http.Server{
+		Handler:           http.NotFoundHandler(),
+		ReadHeaderTimeout: time.Minute,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				accepted <- struct{}{}
+			}
+		},
+	}
+	trackNewConns(srv, grace)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-accepted
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	c.SetReadDeadline(time.Now().Add(grace / 2))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("closed before the grace ended: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("still open after the grace: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }

@@ -114,7 +114,7 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 	// Shutdown does not interrupt handlers: end the console's streams, and
 	// do not wait 5 s for browsers' unused preconnected sockets.
 	g.srv.RegisterOnShutdown(g.feed.Close)
-	trackNewConns(g.srv)
+	trackNewConns(g.srv, unusedConnGrace)
 
 	// Listen synchronously so "address in use" is an error here.
 	ln, err := net.Listen("tcp", cfg.Addr)
