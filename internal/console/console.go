@@ -107,8 +107,8 @@ var contentTypes = map[string]string{
 	".css":  "text/css; charset=utf-8",
 }
 
-// SetSecurityHeaders sets the headers every console response carries.
-func SetSecurityHeaders(h http.Header) {
+// setSecurityHeaders sets the headers of the page and its assets.
+func setSecurityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", ContentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
@@ -128,7 +128,7 @@ func (c *Console) Page() http.Handler {
 			return
 		}
 		h := w.Header()
-		SetSecurityHeaders(h)
+		setSecurityHeaders(h)
 		h.Set("Content-Type", a.contentType)
 		h.Set("Cache-Control", "no-cache")
 		h.Set("ETag", a.etag)
