@@ -328,7 +328,7 @@ func TestSendMapsRelayErrors(t *testing.T) {
 		{fmt.Errorf("dial: %w", relay.ErrForbidden), 502, "relay_auth"},
 		{fmt.Errorf("dial: %w", relay.ErrNotFound), 503, "no_listener"},
 		{relay.ErrUnavailable, 503, "unavailable"},
-		{fmt.Errorf("%w: no listener connected", relay.ErrUnavailable), 503, "no_listener"},
+		{fmt.Errorf("%w: no listener connected: %w", relay.ErrUnavailable, &relay.RelayError{StatusCode: 404, Reason: "Endpoint does not exist."}), 503, "no_listener"},
 		{fmt.Errorf("%w: 5 bytes", relay.ErrMessageTooLarge), 413, "payload_too_large"},
 		{relay.ErrConnLost, 503, "unavailable"},
 		{relay.ErrOverloaded, 503, "overloaded"},

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/relaygate/relaygate/internal/relay"
@@ -118,8 +117,8 @@ func problemFor(err error) *Problem {
 		return &Problem{Code: CodePayloadTooLarge, Detail: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), Err: err}
 	case errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrForbidden):
 		return &Problem{Code: CodeRelayAuth, Detail: "the relay refused the gateway's credentials", Err: err}
-	case errors.Is(err, relay.ErrNotFound), errors.Is(err, relay.ErrUnavailable) && strings.Contains(err.Error(), "no listener"):
-		// The pool reports "no listener" as ErrUnavailable with that reason.
+	case errors.Is(err, relay.ErrNotFound):
+		// The pool keeps the relay's 404 in its ErrUnavailable chain.
 		return &Problem{Code: CodeNoListener, Detail: "no listener is connected to the hybrid connection", Err: err}
 	case errors.Is(err, relay.ErrMessageTooLarge):
 		return &Problem{Code: CodePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}

@@ -467,7 +467,7 @@ func (p *Pool) Stats() PoolStats {
 }
 
 // Close stops dialling, makes Send return ErrClosed, and closes every
-// connection with 1001 (going away) after it has written what was already
+// connection with 1000 (normal closure) after it has written what was already
 // queued. It waits for every goroutine of the pool to exit, or until ctx
 // ends; then it closes the remaining connections without a handshake and
 // returns ctx's error. Calling Close again waits the same way.
@@ -552,7 +552,7 @@ func (p *Pool) supervise(slot int) {
 			if renewT != nil {
 				renewT.Stop()
 			}
-			p.retireConn(cur, websocket.StatusGoingAway, "gateway shutting down")
+			p.retireConn(cur, websocket.StatusNormalClosure, "gateway shutting down")
 			return
 		}
 		if renewT != nil {
@@ -661,7 +661,13 @@ func (p *Pool) dialFailed(c *conn, err error) {
 	p.dialErrors.Add(1)
 	result, reason := dialReason(err)
 	p.m.Dialed(result)
-	failErr := fmt.Errorf("%w: %s", ErrUnavailable, reason)
+	// Keep the relay's refusal in the chain, so a 404 ("no listener")
+	// matches ErrNotFound as well as ErrUnavailable.
+	failErr := fmt.Errorf("%w: %s: %w", ErrUnavailable, reason, err)
+	if result == "network" {
+		// Network errors may quote the dial URL; keep only the reason.
+		failErr = fmt.Errorf("%w: %s", ErrUnavailable, reason)
+	}
 	if result == "unauthorized" || result == "forbidden" {
 		failErr = fmt.Errorf("relay: relay refused credentials: %w", err)
 	}

@@ -862,8 +862,8 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 	for range 4 {
 		select {
 		case code := <-pl.closes:
-			if code != int(websocket.StatusGoingAway) {
-				t.Errorf("listener saw close code %d, want 1001", code)
+			if code != int(websocket.StatusNormalClosure) {
+				t.Errorf("listener saw close code %d, want 1000", code)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("listener did not see every connection close")

@@ -120,12 +120,24 @@ func readLimit(n int64) int64 {
 // dialURL performs the WebSocket handshake on u and turns a refusal into a
 // *RelayError. secret (the token, if any) is scrubbed from every error.
 func dialURL(ctx context.Context, u string, action Action, opts *websocket.DialOptions, secret string) (*websocket.Conn, error) {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = dialClient
+	}
 	ws, resp, err := websocket.Dial(ctx, u, opts)
 	if err == nil {
 		return ws, nil
 	}
 	return nil, refusal(ctx, action, resp, err, secret)
 }
+
+// dialClient dials when the caller gave no client. A WebSocket handshake
+// never reuses a connection, and an idle kept-alive connection left by a
+// refused or cancelled handshake would only hold up the relay's shutdown.
+var dialClient = &http.Client{Transport: &http.Transport{
+	Proxy:             http.ProxyFromEnvironment,
+	DisableKeepAlives: true,
+	ForceAttemptHTTP2: false,
+}}
 
 // refusal classifies a failed handshake.
 func refusal(ctx context.Context, action Action, resp *http.Response, err error, secret string) error {
