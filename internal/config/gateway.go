@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -126,84 +125,37 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (c *Gateway) explicit() bool {
-	return c.Namespace != "" || c.EntityPath != "" || c.KeyName != "" || c.Key != ""
+// source is the gateway's credential source, named GATEWAY_*.
+func (c *Gateway) source() credentialSource {
+	return credentialSource{
+		prefix:           GatewayPrefix,
+		connectionString: c.ConnectionString,
+		configFile:       c.ConfigFile,
+		namespace:        c.Namespace,
+		entityPath:       c.EntityPath,
+		keyName:          c.KeyName,
+		key:              c.Key,
+		insecure:         c.Emulator,
+	}
 }
 
 // Local reports whether no credentials are configured: the gateway then
 // starts the emulator and a listener in-process.
 func (c *Gateway) Local() bool {
-	return c.ConnectionString == "" && c.ConfigFile == "" && !c.explicit()
+	return c.source().none()
 }
 
+// validateSource allows no source (local mode) or exactly one, complete.
 func (c *Gateway) validateSource() error {
-	var set []string
-	if c.ConnectionString != "" {
-		set = append(set, "GATEWAY_CONNECTION_STRING")
-	}
-	if c.ConfigFile != "" {
-		set = append(set, "GATEWAY_CONFIG_FILE")
-	}
-	if c.explicit() {
-		set = append(set, "GATEWAY_NAMESPACE/ENTITY_PATH/KEY_NAME/KEY")
-	}
-	if len(set) > 1 {
-		return fmt.Errorf("credentials: set only one source, not %s", strings.Join(set, " and "))
-	}
-	if c.explicit() {
-		var missing []string
-		for _, f := range []struct{ name, v string }{
-			{"GATEWAY_NAMESPACE", c.Namespace}, {"GATEWAY_ENTITY_PATH", c.EntityPath},
-			{"GATEWAY_KEY_NAME", c.KeyName}, {"GATEWAY_KEY", c.Key},
-		} {
-			if f.v == "" {
-				missing = append(missing, f.name)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("credentials: %s required with explicit credentials", strings.Join(missing, ", "))
-		}
-	}
-	return nil
+	return c.source().validate()
 }
 
 // Credentials resolves the configured credential source; call it only when
 // !Local(). Errors name the variable (or the config.json field) and never
 // contain a key.
 func (c *Gateway) Credentials() (relay.Credentials, error) {
-	switch {
-	case c.ConnectionString != "":
-		cr, err := relay.ParseConnectionString(c.ConnectionString)
-		if err != nil {
-			return relay.Credentials{}, fmt.Errorf("GATEWAY_CONNECTION_STRING: %w", err)
-		}
-		return cr, nil
-	case c.ConfigFile != "":
-		data, err := os.ReadFile(c.ConfigFile)
-		if err != nil {
-			return relay.Credentials{}, fmt.Errorf("GATEWAY_CONFIG_FILE: %w", err)
-		}
-		cr, err := relay.ParseSeedConfig(data)
-		if err != nil {
-			return relay.Credentials{}, fmt.Errorf("GATEWAY_CONFIG_FILE %s: %w", c.ConfigFile, err)
-		}
-		return cr, nil
-	case !c.explicit():
+	if c.Local() {
 		return relay.Credentials{}, errors.New("credentials: none configured (local mode)")
 	}
-	ns := strings.TrimSpace(c.Namespace)
-	if ns != "" && !strings.ContainsAny(ns, ".:") {
-		ns += ".servicebus.windows.net"
-	}
-	cr := relay.Credentials{
-		Host:       ns,
-		EntityPath: strings.Trim(c.EntityPath, "/"),
-		KeyName:    c.KeyName,
-		Key:        c.Key,
-		Insecure:   c.Emulator,
-	}
-	if err := cr.Validate(); err != nil {
-		return relay.Credentials{}, fmt.Errorf("GATEWAY_NAMESPACE/ENTITY_PATH/KEY_NAME/KEY: %w", err)
-	}
-	return cr, nil
+	return c.source().resolve()
 }

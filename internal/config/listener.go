@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,46 +80,27 @@ func (c *Listener) Validate() error {
 	return nil
 }
 
-func (c *Listener) explicit() bool {
-	return c.Namespace != "" || c.EntityPath != "" || c.KeyName != "" || c.Key != ""
+// source is the listener's credential source, named LISTENER_*.
+func (c *Listener) source() credentialSource {
+	return credentialSource{
+		prefix:           ListenerPrefix,
+		connectionString: c.ConnectionString,
+		configFile:       c.ConfigFile,
+		namespace:        c.Namespace,
+		entityPath:       c.EntityPath,
+		keyName:          c.KeyName,
+		key:              c.Key,
+		insecure:         c.Emulator,
+	}
 }
 
+// validateSource requires exactly one source, complete.
 func (c *Listener) validateSource() error {
-	n := 0
-	var set []string
-	if c.ConnectionString != "" {
-		n++
-		set = append(set, "LISTENER_CONNECTION_STRING")
-	}
-	if c.ConfigFile != "" {
-		n++
-		set = append(set, "LISTENER_CONFIG_FILE")
-	}
-	if c.explicit() {
-		n++
-		set = append(set, "LISTENER_NAMESPACE/ENTITY_PATH/KEY_NAME/KEY")
-	}
-	switch {
-	case n == 0:
+	s := c.source()
+	if s.none() {
 		return errors.New("credentials: set LISTENER_CONNECTION_STRING, LISTENER_CONFIG_FILE, or LISTENER_NAMESPACE, LISTENER_ENTITY_PATH, LISTENER_KEY_NAME and LISTENER_KEY")
-	case n > 1:
-		return fmt.Errorf("credentials: set only one source, not %s", strings.Join(set, " and "))
 	}
-	if c.explicit() {
-		var missing []string
-		for _, f := range []struct{ name, v string }{
-			{"LISTENER_NAMESPACE", c.Namespace}, {"LISTENER_ENTITY_PATH", c.EntityPath},
-			{"LISTENER_KEY_NAME", c.KeyName}, {"LISTENER_KEY", c.Key},
-		} {
-			if f.v == "" {
-				missing = append(missing, f.name)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("credentials: %s required with explicit credentials", strings.Join(missing, ", "))
-		}
-	}
-	return nil
+	return s.validate()
 }
 
 // SetForward overrides Forward (from the --forward flag) and validates it.
@@ -170,37 +150,5 @@ func validateForward(name, raw string) error {
 // Credentials resolves the configured credential source. Errors name the
 // variable (or the config.json field) and never contain a key.
 func (c *Listener) Credentials() (relay.Credentials, error) {
-	switch {
-	case c.ConnectionString != "":
-		cr, err := relay.ParseConnectionString(c.ConnectionString)
-		if err != nil {
-			return relay.Credentials{}, fmt.Errorf("LISTENER_CONNECTION_STRING: %w", err)
-		}
-		return cr, nil
-	case c.ConfigFile != "":
-		data, err := os.ReadFile(c.ConfigFile)
-		if err != nil {
-			return relay.Credentials{}, fmt.Errorf("LISTENER_CONFIG_FILE: %w", err)
-		}
-		cr, err := relay.ParseSeedConfig(data)
-		if err != nil {
-			return relay.Credentials{}, fmt.Errorf("LISTENER_CONFIG_FILE %s: %w", c.ConfigFile, err)
-		}
-		return cr, nil
-	}
-	ns := strings.TrimSpace(c.Namespace)
-	if ns != "" && !strings.ContainsAny(ns, ".:") {
-		ns += ".servicebus.windows.net"
-	}
-	cr := relay.Credentials{
-		Host:       ns,
-		EntityPath: strings.Trim(c.EntityPath, "/"),
-		KeyName:    c.KeyName,
-		Key:        c.Key,
-		Insecure:   c.Emulator,
-	}
-	if err := cr.Validate(); err != nil {
-		return relay.Credentials{}, fmt.Errorf("LISTENER_NAMESPACE/ENTITY_PATH/KEY_NAME/KEY: %w", err)
-	}
-	return cr, nil
+	return c.source().resolve()
 }
