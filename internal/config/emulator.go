@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-playground/validator/v10"
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/relaygate/relaygate/internal/emulator"
@@ -91,7 +89,7 @@ func LoadEmulator(args []string, out io.Writer) (Emulator, error) {
 	}
 	// envconfig.Process ran the defaults; now check tags and cross-field
 	// rules on the merged result.
-	if err := validateMerged(&c); err != nil {
+	if err := validate(EmulatorPrefix, &c); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -178,30 +176,6 @@ func (c *Emulator) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "grace period on SIGINT/SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-}
-
-// validateMerged runs the validator tags and Validate on the merged
-// environment and flags, listing every problem by variable name.
-func validateMerged(c *Emulator) error {
-	var problems []string
-	v := validator.New(validator.WithRequiredStructEnabled())
-	if err := v.Struct(c); err != nil {
-		var ve validator.ValidationErrors
-		if !errors.As(err, &ve) {
-			return err
-		}
-		t := reflect.TypeOf(c).Elem()
-		for _, fe := range ve {
-			problems = append(problems, fmt.Sprintf("%s: %s", envName(EmulatorPrefix, t, fe.StructField()), describe(fe)))
-		}
-	}
-	if err := c.Validate(); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
-	}
-	return nil
 }
 
 // Validate checks and parses rules and entities and the cross-field rules.

@@ -34,6 +34,13 @@ func load(prefix string, c validatable) error {
 		}
 		return err
 	}
+	return validate(prefix, c)
+}
+
+// validate checks c's validator tags and c.Validate and returns every
+// problem at once, naming variables under prefix and never the values of
+// secrets.
+func validate(prefix string, c validatable) error {
 	var problems []string
 	v := validator.New(validator.WithRequiredStructEnabled())
 	if err := v.Struct(c); err != nil {
