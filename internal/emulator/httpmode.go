@@ -127,23 +127,8 @@ func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPat
 			text: "Bad Request. Upgrades and CONNECT are not supported in HTTP request mode; WebSockets use /$hc/."})
 		return
 	}
-	res, we := s.resolve(rawPath)
-	if we != nil {
-		s.writeStatus(w, r, "", we)
-		return
-	}
-	if res.e == nil && !s.cfg.AutoCreate {
-		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
-		return
-	}
-	anonymous := false
-	if res.e != nil {
-		s.mu.Lock()
-		anonymous = res.e.anonymous
-		s.mu.Unlock()
-	}
-	if _, we := s.authorize(r, res.name, RightSend, anonymous, true); we != nil {
-		s.writeStatus(w, r, res.name, we)
+	res, anonymous, ok := s.admitSender(w, r, rawPath, true)
+	if !ok {
 		return
 	}
 	if r.ContentLength > s.cfg.MaxMessageBytes {

@@ -62,23 +62,8 @@ var connectHeaderNames = map[string]string{
 // sender's WebSocket. The upgrade is held until a listener accepts or
 // rejects, or AcceptTimeout passes.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest string) {
-	res, we := s.resolve(rest)
-	if we != nil {
-		s.writeStatus(w, r, "", we)
-		return
-	}
-	if res.e == nil && !s.cfg.AutoCreate {
-		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
-		return
-	}
-	anonymous := false
-	if res.e != nil {
-		s.mu.Lock()
-		anonymous = res.e.anonymous
-		s.mu.Unlock()
-	}
-	if _, we := s.authorize(r, res.name, RightSend, anonymous, false); we != nil {
-		s.writeStatus(w, r, res.name, we)
+	res, _, ok := s.admitSender(w, r, rest, false)
+	if !ok {
 		return
 	}
 	e := s.ensure(res)

@@ -540,6 +540,33 @@ func (s *Server) ensure(res resolved) *entity {
 	return e
 }
 
+// admitSender resolves a sender's path (WebSocket connect or HTTP request
+// mode) and checks its token for the Send right, unless the entity is
+// anonymous; httpMode also accepts the token in Authorization. On failure
+// it has written the status and returns ok false. anonymous reports whether
+// the entity admits senders without a token.
+func (s *Server) admitSender(w http.ResponseWriter, r *http.Request, rawPath string, httpMode bool) (res resolved, anonymous, ok bool) {
+	res, we := s.resolve(rawPath)
+	if we != nil {
+		s.writeStatus(w, r, "", we)
+		return res, false, false
+	}
+	if res.e == nil && !s.cfg.AutoCreate {
+		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
+		return res, false, false
+	}
+	if res.e != nil {
+		s.mu.Lock()
+		anonymous = res.e.anonymous
+		s.mu.Unlock()
+	}
+	if _, we := s.authorize(r, res.name, RightSend, anonymous, httpMode); we != nil {
+		s.writeStatus(w, r, res.name, we)
+		return res, anonymous, false
+	}
+	return res, anonymous, true
+}
+
 // pickListener chooses a random listener of e allowed by the sender's
 // Microsoft-Relay-AllowedListeners/DisallowedListeners headers.
 func (s *Server) pickListener(e *entity, h http.Header) (*controlChannel, *wireError) {
