@@ -34,10 +34,6 @@ const (
 // answer requests that are failing while the slot waits.
 var defaultPoolBackoff = []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
 
-// ErrMessageTooLarge is returned by Pool.Send for a message larger than
-// PoolConfig.MaxMessageBytes; nothing is sent.
-var ErrMessageTooLarge = errors.New("relay: message too large")
-
 // PoolConfig configures a Pool. Zero values mean the documented defaults.
 type PoolConfig struct {
 	// Credentials name the Hybrid Connection and sign the tokens.
