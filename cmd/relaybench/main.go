@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (load generator, gateway, emulator and listener share the process) to this file")
 	var gatewayEnv envFlag
 	fs.Var(&gatewayEnv, "gateway-env", "KEY=VALUE added to the gateway process's environment for the memory figures (repeatable), e.g. GOMEMLIMIT=48MiB")
+	openFraction := fs.Float64("open-fraction", 0, "fraction of the maximum rate the open loop offers (default 0.5, the target's)")
 	verbose := fs.Bool("v", false, "log the components' warnings to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: relaybench [flags]\n\nMeasures relaygate end to end, its HTTP and relay ceilings, the seed's dial-per-message way,\npool sizes, gateway memory and micro-benchmarks, on loopback, and writes a Markdown report.\n\n")
@@ -100,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			opts.Only = append(opts.Only, s)
 		}
 		command += " -only " + *only
+	}
+	if *openFraction > 0 {
+		opts.OpenFraction = *openFraction
+		command += fmt.Sprintf(" -open-fraction %g", *openFraction)
 	}
 	opts.GatewayBin = *gatewayBin
 	opts.GatewayEnv = gatewayEnv

@@ -21,6 +21,7 @@ type Options struct {
 	Warmup       time.Duration // unmeasured load before each window
 	Window       time.Duration // measurement window of each closed-loop point
 	OpenWindow   time.Duration // measurement window of the open-loop run
+	OpenFraction float64       // the open loop offers this fraction of the maximum rate (default 0.5)
 	DrainTimeout time.Duration // how long to wait for the receiver to catch up
 	Settle       time.Duration // idle time before reading a gateway's idle RSS
 
@@ -215,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if conc == 0 {
 			conc = 64
 		}
-		got := r.measure(ctx, []job{{fmt.Sprintf("open loop at half the c=%d maximum, 100 B", conc), func() (Point, error) { return r.openLoopE2E(ctx, conc, 100) }}})
+		got := r.measure(ctx, []job{{fmt.Sprintf("open loop at %.0f%% of the c=%d maximum, 100 B", 100*opts.OpenFraction, conc), func() (Point, error) { return r.openLoopE2E(ctx, conc, 100) }}})
 		rep.OpenLoop = got[0]
 	}
 
@@ -355,6 +356,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.Settle <= 0 {
 		o.Settle = d.Settle
+	}
+	if o.OpenFraction <= 0 || o.OpenFraction > 1 {
+		o.OpenFraction = 0.5
 	}
 	if o.Repeat <= 0 {
 		o.Repeat = 1

@@ -28,6 +28,10 @@ type Memory struct {
 	LoadPeakKiB int64  // highest VmRSS sampled during the load
 	LoadHWMKiB  int64  // VmHWM (peak resident size) at the end of the load
 	Load        Point  // the load phase itself (100 B messages)
+	// Process is end to end at concurrency 64, 100 B, against the
+	// gateway process: the in-process figures of section 1 cross-checked
+	// with the gateway in its own runtime.
+	Process Point
 	// Go runtime figures from the gateway's /metrics (its Prometheus Go
 	// collector): idle, and at the highest RSS sample of the load.
 	IdleRuntime, LoadRuntime map[string]float64
@@ -296,6 +300,10 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 		return nil, err
 	}
 	m.IdleRuntime = gw.scrapeRuntime()
+	c64 := newHTTPClient(64)
+	m.Process = r.counted(ctx, "gateway process, c=64", &ep.sink, 64, postMessage(c64, gw.url+"/messages", jsonBody(100)))
+	m.Process.Size, m.Process.PoolSize = 100, defaultPoolSize
+	c64.CloseIdleConnections()
 	client := newHTTPClient(m.Clients)
 	defer client.CloseIdleConnections()
 	var peak int64

@@ -34,6 +34,7 @@ type Point struct {
 	Late           int64
 	MaxRate        float64 // the closed-loop rate whose half was offered
 	MaxConcurrency int     // the concurrency MaxRate was measured at
+	Ceiling        *Point  // the HTTP ceiling at the same offered rate
 }
 
 // MiBps is the payload throughput.
@@ -281,7 +282,7 @@ func (r *runner) openLoopE2E(ctx context.Context, conc, size int) (Point, error)
 	if closed.Rate <= 0 {
 		return Point{}, fmt.Errorf("no maximum rate measured")
 	}
-	rate := closed.Rate / 2
+	rate := closed.Rate * r.opts.OpenFraction
 	// Warm up at the offered rate, unmeasured.
 	warm := openLoop(ctx, rate, workers, r.opts.Warmup, do)
 	res := openLoop(ctx, rate, workers, r.opts.OpenWindow, do)
@@ -293,6 +294,19 @@ func (r *runner) openLoopE2E(ctx context.Context, conc, size int) (Point, error)
 	p.Accepted = total
 	p.Delivered = ep.sink.msgs.Load()
 	r.check(fmt.Sprintf("open loop %.0f/s size=%s", rate, sizeName(size)), p)
+
+	// The same offered rate against the HTTP ceiling tells the relay's
+	// share of the tail from the machine's (scheduling, other load).
+	cgw, err := startGateway(ctx, relay.Credentials{Host: "127.0.0.1:1", EntityPath: "none"}, 0, true)
+	if err != nil {
+		return Point{}, err
+	}
+	defer cgw.close()
+	cdo := postMessage(client, cgw.url+"/messages", jsonBody(size))
+	_ = openLoop(ctx, rate, workers, r.opts.Warmup, cdo)
+	cp := pointOf(openLoop(ctx, rate, workers, r.opts.OpenWindow, cdo), workers)
+	cp.Size = size
+	p.Ceiling = &cp
 	return p, nil
 }
 
