@@ -6,13 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/relaygate/relaygate/internal/emulator"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // KeyName is the name of the Manage rule Start configures.
@@ -32,8 +31,7 @@ func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	out := &cutoffWriter{w: tb.Output()}
-	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "emulator")
+	log := slog.New(slog.NewTextHandler(testlog.Output(tb), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "emulator")
 	s, err := emulator.New(cfg, log, nil)
 	if err != nil {
 		tb.Fatalf("emulatortest: new: %v", err)
@@ -47,7 +45,6 @@ func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 		if err := s.Close(ctx); err != nil {
 			tb.Errorf("emulatortest: close: %v", err)
 		}
-		out.cut()
 	})
 	return s
 }
@@ -57,27 +54,4 @@ func RandomKey() string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
-}
-
-// cutoffWriter drops writes after cut, so a late log line (a timer firing
-// during shutdown) cannot write to a finished test's output.
-type cutoffWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-}
-
-func (c *cutoffWriter) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done {
-		return len(p), nil
-	}
-	return c.w.Write(p)
-}
-
-func (c *cutoffWriter) cut() {
-	c.mu.Lock()
-	c.done = true
-	c.mu.Unlock()
 }
