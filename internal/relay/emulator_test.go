@@ -7,14 +7,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,31 +22,13 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // testLog logs to the test's output until the test ends.
 func testLog(t *testing.T) *slog.Logger {
-	w := &cutoff{w: t.Output()}
-	t.Cleanup(w.cut)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "listener")
+	return slog.New(slog.NewTextHandler(testlog.Output(t), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "listener")
 }
-
-type cutoff struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-}
-
-func (c *cutoff) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done {
-		return len(p), nil
-	}
-	return c.w.Write(p)
-}
-
-func (c *cutoff) cut() { c.mu.Lock(); c.done = true; c.mu.Unlock() }
 
 // waitCtx is a context bounding one test step.
 func waitCtx(t *testing.T, d time.Duration) context.Context {
@@ -649,12 +629,12 @@ func TestEmulatorListenerLogsNoSecrets(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t, func(c *emulator.Config) { c.TokenGrace = time.Nanosecond })
 	creds := emu.ListenerCredentials("hc1")
-	var buf syncBuffer
+	log, buf := testlog.New(t)
 	l, err := relay.NewListener(relay.ListenerConfig{
 		Credentials: creds, TokenTTL: 2 * time.Second, RenewBefore: 1500 * time.Millisecond,
 		Backoff: []time.Duration{0}, ConnHandler: echo,
 		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }),
-	}, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,27 +670,5 @@ func TestEmulatorListenerLogsNoSecrets(t *testing.T) {
 	if err := <-runErr; err != nil {
 		t.Fatal(err)
 	}
-	logs := buf.String()
-	for _, s := range []string{creds.Key, creds.Key[:12], "sig=", "SharedAccessSignature"} {
-		if strings.Contains(logs, s) {
-			t.Fatalf("logs contain %q:\n%s", s, logs)
-		}
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	testlog.AssertNoSecrets(t, buf.String(), creds.Key, creds.Key[:12], "sig=", "SharedAccessSignature")
 }

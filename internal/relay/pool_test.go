@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // poolWaitFor polls cond until it holds or timeout passes.
@@ -44,37 +44,11 @@ func poolLogger(tb testing.TB, component string) *slog.Logger {
 	return l
 }
 
-// poolLoggerW is poolLogger at level, also returning the writer, which
+// poolLoggerW is poolLogger at level, also returning the buffer, which
 // keeps everything logged.
-func poolLoggerW(tb testing.TB, component string, level slog.Level) (*slog.Logger, *poolLogWriter) {
-	w := &poolLogWriter{w: tb.Output()}
-	tb.Cleanup(w.cut)
+func poolLoggerW(tb testing.TB, component string, level slog.Level) (*slog.Logger, *testlog.Buffer) {
+	w := testlog.Tee(tb)
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("component", component), w
-}
-
-type poolLogWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-	buf  bytes.Buffer // everything written, for secret scans
-}
-
-func (c *poolLogWriter) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf.Write(p)
-	if c.done {
-		return len(p), nil
-	}
-	return c.w.Write(p)
-}
-
-func (c *poolLogWriter) cut() { c.mu.Lock(); c.done = true; c.mu.Unlock() }
-
-func (c *poolLogWriter) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
 }
 
 // poolRecv is one message a poolListener received.
@@ -617,11 +591,7 @@ func TestPoolRefusedCredentials(t *testing.T) {
 					t.Errorf("error %q contains %q", err, s)
 				}
 			}
-			for _, s := range []string{tt.creds.Key, "sig=", "SharedAccessSignature"} {
-				if strings.Contains(logs.String(), s) {
-					t.Errorf("pool log contains %q", s)
-				}
-			}
+			testlog.AssertNoSecrets(t, logs.String(), tt.creds.Key, "sig=", "SharedAccessSignature")
 			if got := m.get(func(m *poolMetrics) int { return m.rejected["unauthorized"] + m.rejected["forbidden"] }); got == 0 {
 				t.Error("rejection not counted")
 			}
