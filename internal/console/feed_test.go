@@ -2,7 +2,6 @@ package console
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -418,21 +419,13 @@ func TestNilFeedIsInert(t *testing.T) {
 
 // TestFeedNeverLogsPayloads: the feed logs subscriptions, never content.
 func TestFeedNeverLogsPayloads(t *testing.T) {
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log, logs := testlog.New(t)
 	f := NewFeed(FeedConfig{Buffer: 1, MaxSubscribers: 1}, log)
 	url := serveFeed(t, f, 30*time.Second)
 	s := openFeed(t, url, "")
 	f.Publish(Event{Kind: KindMessage, Type: "text", Data: []byte("SECRET-PAYLOAD")})
 	s.nextMessage()
 	openFeed(t, url, "").nextEvent() // too many: logged
-	mu.Lock()
-	defer mu.Unlock()
 	if strings.Contains(logs.String(), "SECRET-PAYLOAD") {
 		t.Errorf("payload in logs:\n%s", logs.String())
 	}
@@ -440,10 +433,6 @@ func TestFeedNeverLogsPayloads(t *testing.T) {
 		t.Errorf("rejection not logged:\n%s", logs.String())
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 
 // FuzzParseID: Last-Event-ID comes from the network. Parsing never
 // panics, and accepts only ids this feed could have issued.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // fakeConn is a scripted Conn: it returns msgs in order, then io.EOF.
@@ -44,24 +45,6 @@ func (c *fakeConn) Read(ctx context.Context) (relay.MessageType, []byte, error) 
 	m := c.msgs[c.i]
 	c.i++
 	return m.typ, m.data, nil
-}
-
-// syncBuffer is an io.Writer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var fixedTime = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -93,7 +76,7 @@ func decodeLines(t *testing.T, s string) []map[string]any {
 
 func TestServeConnPrints(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testlog.Buffer
 	h := newHandler(t, Config{}, &out)
 	c := &fakeConn{id: "c1", msgs: []fakeMsg{
 		{relay.MessageText, []byte(`{"message":"hi"}`)},
@@ -122,7 +105,7 @@ func TestServeConnPrints(t *testing.T) {
 
 func TestServeConnConcurrentLinesWhole(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testlog.Buffer
 	h := newHandler(t, Config{}, &out)
 	const conns, msgs = 8, 50
 	var wg sync.WaitGroup
@@ -195,7 +178,7 @@ func TestServeConnForwards(t *testing.T) {
 			http.Error(w, "nope", http.StatusInternalServerError) // logged, not fatal
 		}
 	})
-	var out syncBuffer
+	var out testlog.Buffer
 	h := newHandler(t, Config{Target: mustURL(t, srv.URL+"/hook?k=v")}, &out)
 	c := &fakeConn{id: "c9", msgs: []fakeMsg{
 		{relay.MessageText, []byte("one")},
@@ -230,7 +213,7 @@ func TestServeConnForwardUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	dead := srv.URL
 	srv.Close() // nothing listens there any more
-	var out, logs syncBuffer
+	var out, logs testlog.Buffer
 	const secret = "s3cr3t-function-key"
 	h, err := New(Config{Target: mustURL(t, dead+"/hook?code="+secret)}, &out, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -264,7 +247,7 @@ func TestShown(t *testing.T) {
 
 func TestServeHTTPReceipt(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out testlog.Buffer
 	h := newHandler(t, Config{MaxBodyBytes: 1000}, &out)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -316,7 +299,7 @@ func TestServeHTTPProxies(t *testing.T) {
 			io.WriteString(w, "no such thing")
 		}
 	})
-	var out syncBuffer
+	var out testlog.Buffer
 	h := newHandler(t, Config{Target: mustURL(t, svc.URL+"/base"), StripPrefix: "/hc"}, &out)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
