@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/console"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // chromiumPath is Debian's chromium (apt-get install -y chromium).
@@ -32,31 +32,13 @@ const chromiumPath = "/usr/bin/chromium"
 // consoleAPIKey is the API key of the console tests that need one.
 const consoleAPIKey = "console-test-key-0123456789"
 
-// lockedBuffer collects the gateway's logs for the secret checks.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // localGateway is a gateway on a real http.Server on 127.0.0.1:0, in
 // local mode (in-process emulator and built-in listener, as `gateway` runs
 // with no credentials) unless the test gives credentials.
 type localGateway struct {
 	*gateway
 	base     string
-	logs     *lockedBuffer
+	logs     *testlog.Buffer // the gateway's logs, for the secret checks
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -85,7 +67,7 @@ func startConsoleGateway(t *testing.T, mod func(*config.Gateway)) *localGateway 
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

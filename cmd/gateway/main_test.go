@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestRunHelpListsEveryVariable(t *testing.T) {
@@ -42,7 +44,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	t.Setenv("GATEWAY_ADDR", "127.0.0.1:0")
 	t.Setenv("GATEWAY_SHUTDOWN_TIMEOUT", "5s")
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testlog.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, &out) }()
 	eventually(t, 10e9, "the banner", func() bool { return strings.Contains(out.String(), "LOCAL MODE") })
