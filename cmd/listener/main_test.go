@@ -27,6 +27,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/forward"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 const entity = "hc"
@@ -37,31 +38,9 @@ func connString(c relay.Credentials) string {
 		c.Host, c.KeyName, c.Key, c.EntityPath)
 }
 
-// lineBuffer collects output and wakes waiters on every write.
-type lineBuffer struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	wrote chan struct{} // buffered 1
-}
-
-func newLineBuffer() *lineBuffer { return &lineBuffer{wrote: make(chan struct{}, 1)} }
-
-func (b *lineBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	n, err := b.buf.Write(p)
-	b.mu.Unlock()
-	select {
-	case b.wrote <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (b *lineBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lineBuffer collects the command's output and wakes waiters on every
+// write (Wrote).
+type lineBuffer struct{ testlog.Buffer }
 
 // waitLines waits until at least n complete lines were written and returns
 // them decoded.
@@ -83,7 +62,7 @@ func (b *lineBuffer) waitLines(t *testing.T, n int) []forward.Line {
 			return lines
 		}
 		select {
-		case <-b.wrote:
+		case <-b.Wrote():
 		case <-deadline:
 			t.Fatalf("got %d lines on stdout, want %d:\n%s", len(lines), n, b.String())
 		}
@@ -111,7 +90,7 @@ func start(t *testing.T, env map[string]string, args ...string) *started {
 		t.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &started{stdout: newLineBuffer(), stderr: newLineBuffer(), cancel: cancel, done: make(chan error, 1)}
+	s := &started{stdout: &lineBuffer{}, stderr: &lineBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, args, s.stdout, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -329,7 +308,7 @@ func TestForwardMode(t *testing.T) {
 			t.Fatalf("service got %q, want text:first,text:second", got)
 		}
 		select {
-		case <-s.stdout.wrote:
+		case <-s.stdout.Wrote():
 		case <-time.After(10 * time.Millisecond): // polling the service's record
 		}
 	}
@@ -437,7 +416,7 @@ func TestReconnectsAfterRelayDrop(t *testing.T) {
 	deadline := time.After(10 * time.Second)
 	for strings.Count(s.stderr.String(), "control channel open") < 2 {
 		select {
-		case <-s.stderr.wrote:
+		case <-s.stderr.Wrote():
 		case err := <-s.done:
 			t.Fatalf("run returned after a drop: %v", err)
 		case <-deadline:

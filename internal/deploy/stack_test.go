@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,36 +12,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
-
-// outBuffer collects a process's output and wakes waiters on every write.
-type outBuffer struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	wrote chan struct{} // buffered 1
-}
-
-func newOutBuffer() *outBuffer { return &outBuffer{wrote: make(chan struct{}, 1)} }
-
-func (b *outBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	n, err := b.buf.Write(p)
-	b.mu.Unlock()
-	select {
-	case b.wrote <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (b *outBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // freePort returns a port that was free on 127.0.0.1 a moment ago.
 func freePort(t *testing.T) string {
@@ -82,7 +56,7 @@ func buildBinaries(t *testing.T, names ...string) string {
 type process struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr *outBuffer
+	stdout, stderr *testlog.Buffer // wake waiters on every write (Wrote)
 	done           chan error
 }
 
@@ -90,7 +64,7 @@ type process struct {
 // with SIGINT at cleanup.
 func startService(t *testing.T, name, bin string, args []string, env map[string]string) *process {
 	t.Helper()
-	p := &process{name: name, stdout: newOutBuffer(), stderr: newOutBuffer(), done: make(chan error, 1)}
+	p := &process{name: name, stdout: &testlog.Buffer{}, stderr: &testlog.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range env {
@@ -208,7 +182,7 @@ func TestComposeStackAsProcesses(t *testing.T) {
 			break
 		}
 		select {
-		case <-listener.stdout.wrote:
+		case <-listener.stdout.Wrote():
 		case <-timeout:
 			t.Fatalf("the message never reached the listener's stdout\n%s", dump())
 		}
