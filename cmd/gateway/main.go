@@ -11,13 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/logging"
 )
 
 func main() {
@@ -50,7 +49,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	g, err := start(ctx, cfg, log, stderr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -62,14 +64,4 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Error("http server failed", "err", err)
 	}
 	return g.shutdown()
-}
-
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

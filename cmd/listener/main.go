@@ -10,13 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/forward"
+	"github.com/relaygate/relaygate/internal/logging"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -82,7 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
 
 	h, err := forward.New(forward.Config{
 		Target:       cfg.ForwardURL(),
@@ -130,16 +133,4 @@ func explain(err error, c relay.Credentials) error {
 		return fmt.Errorf("hybrid connection %q does not exist on %s (404): create it, or check EntityPath: %w", c.EntityPath, c.Host, err)
 	}
 	return err
-}
-
-// newLogger builds the stderr logger; level and format were validated by
-// config.LoadListener.
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
+	"github.com/relaygate/relaygate/internal/logging"
 )
 
 func main() {
@@ -45,7 +46,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
 	ecfg, dev, err := cfg.ServerConfig()
 	if err != nil {
 		return err
@@ -99,15 +103,4 @@ func devConnectionString(s *emulator.Server, r *emulator.Rule, entity string) st
 		cs += ";UseDevelopmentEmulator=true"
 	}
 	return cs
-}
-
-// newLogger builds the stderr logger; level and format were validated.
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
