@@ -62,14 +62,7 @@ type Emulator struct {
 // flag.ErrHelp.
 func LoadEmulator(args []string, out io.Writer) (Emulator, error) {
 	var c Emulator
-	if err := envconfig.CheckDisallowed(EmulatorPrefix, &c); err != nil {
-		return c, err
-	}
-	if err := envconfig.Process(EmulatorPrefix, &c); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return c, fmt.Errorf("%s: cannot parse as %s", pe.KeyName, pe.TypeName)
-		}
+	if err := process(EmulatorPrefix, &c); err != nil {
 		return c, err
 	}
 	fs := flag.NewFlagSet("relay-emulator", flag.ContinueOnError)
@@ -87,8 +80,8 @@ func LoadEmulator(args []string, out io.Writer) (Emulator, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
 	}
-	// envconfig.Process ran the defaults; now check tags and cross-field
-	// rules on the merged result.
+	// process filled in the defaults; now check tags and cross-field rules
+	// on the merged result.
 	if err := validate(EmulatorPrefix, &c); err != nil {
 		return c, err
 	}

@@ -59,13 +59,8 @@ const minAPIKeyLen = 16
 // value.
 func LoadGateway() (Gateway, error) {
 	var c Gateway
-	if err := envconfig.CheckDisallowed(GatewayPrefix, &c); err != nil {
-		return c, err
-	}
-	if err := load(GatewayPrefix, &c); err != nil {
-		return c, err
-	}
-	return c, nil
+	err := load(GatewayPrefix, &c)
+	return c, err
 }
 
 // GatewayUsage returns the table of every GATEWAY_* variable with its type,

@@ -43,13 +43,8 @@ type Listener struct {
 // every problem by variable name and never a secret's value.
 func LoadListener() (Listener, error) {
 	var c Listener
-	if err := envconfig.CheckDisallowed(ListenerPrefix, &c); err != nil {
-		return c, err
-	}
-	if err := load(ListenerPrefix, &c); err != nil {
-		return c, err
-	}
-	return c, nil
+	err := load(ListenerPrefix, &c)
+	return c, err
 }
 
 // ListenerUsage returns the table of every LISTENER_* variable with its

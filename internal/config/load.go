@@ -19,10 +19,23 @@ import (
 // validatable is a config with cross-field rules.
 type validatable interface{ Validate() error }
 
-// load fills c from the environment under prefix, then checks validator tags
-// and c.Validate, and returns every problem at once, naming variables and
+// load rejects unknown variables under prefix and fills c from the rest,
+// then checks validator tags and c.Validate, and returns every problem at once, naming variables and
 // never the values of secrets.
 func load(prefix string, c validatable) error {
+	if err := process(prefix, c); err != nil {
+		return err
+	}
+	return validate(prefix, c)
+}
+
+// process rejects unknown PREFIX_* variables and fills c from the
+// environment (defaults included), naming every variable that does not
+// parse, without its value.
+func process(prefix string, c any) error {
+	if err := envconfig.CheckDisallowed(prefix, c); err != nil {
+		return err
+	}
 	if err := envconfig.Process(prefix, c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
@@ -34,7 +47,7 @@ func load(prefix string, c validatable) error {
 		}
 		return err
 	}
-	return validate(prefix, c)
+	return nil
 }
 
 // validate checks c's validator tags and c.Validate and returns every
