@@ -12,8 +12,9 @@ import (
 
 // serveWithUnusedConn serves on 127.0.0.1:0 and opens one TCP connection
 // that sends nothing (as a browser's preconnect does), returning once the
-// server has accepted it.
-func serveWithUnusedConn(t *testing.T, track bool) (*http.Server, net.Conn) {
+// server has accepted it. With grace > 0 the server tracks new conns
+// (trackNewConns) with that grace.
+func serveWithUnusedConn(t *testing.T, grace time.Duration) (*http.Server, net.Conn) {
 	t.Helper()
 	accepted := make(chan struct{}, 1)
 	srv := &http.Server{
@@ -25,8 +26,8 @@ func serveWithUnusedConn(t *testing.T, track bool) (*http.Server, net.Conn) {
 			}
 		},
 	}
-	if track {
-		trackNewConns(srv, 100*time.Millisecond)
+	if grace > 0 {
+		trackNewConns(srv, grace)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,14 +49,14 @@ func serveWithUnusedConn(t *testing.T, track bool) (*http.Server, net.Conn) {
 
 func TestShutdownClosesUnusedConns(t *testing.T) {
 	// Without the tracker, net/http waits for the unused connection.
-	srv, _ := serveWithUnusedConn(t, false)
+	srv, _ := serveWithUnusedConn(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("untracked: Shutdown = %v; net/http no longer waits for StateNew conns, trackNewConns may go", err)
 	}
 
-	srv, c := serveWithUnusedConn(t, true)
+	srv, c := serveWithUnusedConn(t, 100*time.Millisecond)
 	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -76,28 +77,7 @@ func TestShutdownClosesUnusedConns(t *testing.T) {
 // without the tracker); then it is closed.
 func TestShutdownKeepsNewConnsForTheGrace(t *testing.T) {
 	const grace = time.Second
-	accepted := make(chan struct{}, 1)
-	srv := &http.Server{
-		Handler:           http.NotFoundHandler(),
-		ReadHeaderTimeout: time.Minute,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				accepted <- struct{}{}
-			}
-		},
-	}
-	trackNewConns(srv, grace)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	<-accepted
+	srv, c := serveWithUnusedConn(t, grace)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
