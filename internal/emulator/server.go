@@ -351,21 +351,20 @@ func (s *Server) ListenerCount(entityName string) int {
 // Send (namespace-level or for that entity), Host = Addr(), and Insecure
 // unless the server serves TLS. With no such rule, KeyName and Key are empty.
 func (s *Server) Credentials(entityName string) relay.Credentials {
-	c := relay.Credentials{Host: s.Addr(), EntityPath: strings.Trim(entityName, "/"), Insecure: s.tlsConf == nil}
-	for _, r := range s.cfg.Rules {
-		if r.Rights.Has(RightSend) && (r.Entity == "" || strings.EqualFold(r.Entity, c.EntityPath)) {
-			c.KeyName, c.Key = r.Name, r.Key
-			break
-		}
-	}
-	return c
+	return s.credentials(entityName, RightSend)
 }
 
 // ListenerCredentials is Credentials with the first rule granting Listen.
 func (s *Server) ListenerCredentials(entityName string) relay.Credentials {
+	return s.credentials(entityName, RightListen)
+}
+
+// credentials returns credentials for entity with the first rule granting
+// need (see Credentials).
+func (s *Server) credentials(entityName string, need Rights) relay.Credentials {
 	c := relay.Credentials{Host: s.Addr(), EntityPath: strings.Trim(entityName, "/"), Insecure: s.tlsConf == nil}
 	for _, r := range s.cfg.Rules {
-		if r.Rights.Has(RightListen) && (r.Entity == "" || strings.EqualFold(r.Entity, c.EntityPath)) {
+		if r.Rights.Has(need) && (r.Entity == "" || strings.EqualFold(r.Entity, c.EntityPath)) {
 			c.KeyName, c.Key = r.Name, r.Key
 			break
 		}
