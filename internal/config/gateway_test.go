@@ -8,22 +8,8 @@ import (
 	"time"
 )
 
-// setGatewayEnv clears every GATEWAY_* variable for the test and sets env.
-func setGatewayEnv(t *testing.T, env map[string]string) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, GatewayPrefix+"_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-}
-
 func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
-	setGatewayEnv(t, nil)
+	setEnv(t, GatewayPrefix, nil)
 	c, err := LoadGateway()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +38,7 @@ func TestLoadGatewaySources(t *testing.T) {
 			"GATEWAY_ADDR": "0.0.0.0:8080", "GATEWAY_API_KEYS": "0123456789abcdef,fedcba9876543210", "GATEWAY_CORS_ORIGINS": "https://a.example,http://localhost:3000"}, "127.0.0.1:9090", "hc", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			setGatewayEnv(t, tt.env)
+			setEnv(t, GatewayPrefix, tt.env)
 			c, err := LoadGateway()
 			if err != nil {
 				t.Fatal(err)
@@ -69,7 +55,7 @@ func TestLoadGatewaySources(t *testing.T) {
 }
 
 func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
-	setGatewayEnv(t, map[string]string{
+	setEnv(t, GatewayPrefix, map[string]string{
 		"GATEWAY_CONNECTION_STRING": "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=" + testSecret,
 		"GATEWAY_ADDR":              "0.0.0.0:8080",
 		"GATEWAY_POOL_SIZE":         "0",
@@ -91,13 +77,13 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		t.Errorf("error contains the key:\n%s", msg)
 	}
 
-	setGatewayEnv(t, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"})
+	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"})
 	_, err = LoadGateway()
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_API_KEYS: key 1 is shorter") || !strings.Contains(err.Error(), "only one source") || strings.Contains(err.Error(), testSecret[:4]) {
 		t.Errorf("got %v", err)
 	}
 
-	setGatewayEnv(t, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"})
+	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"})
 	_, err = LoadGateway()
 	for _, want := range []string{"GATEWAY_POOL_SIZE", "GATEWAY_SEND_TIMEOUT", "GATEWAY_ALLOW_INSECURE_BIND"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -105,7 +91,7 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		}
 	}
 
-	setGatewayEnv(t, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
+	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
 	if _, err = LoadGateway(); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
 		t.Errorf("unknown variable: got %v", err)
 	}

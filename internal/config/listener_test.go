@@ -10,11 +10,11 @@ import (
 
 const testSecret = "c2VjcmV0LWtleS1uZXZlci1sb2dnZWQ="
 
-// setListenerEnv clears every LISTENER_* variable for the test and sets env.
-func setListenerEnv(t *testing.T, env map[string]string) {
+// setEnv clears every PREFIX_* variable for the test and sets env.
+func setEnv(t *testing.T, prefix string, env map[string]string) {
 	t.Helper()
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, ListenerPrefix+"_") {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, prefix+"_") {
 			t.Setenv(k, "")
 			os.Unsetenv(k)
 		}
@@ -61,7 +61,7 @@ func TestLoadListenerSources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setListenerEnv(t, tt.env)
+			setEnv(t, ListenerPrefix, tt.env)
 			c, err := LoadListener()
 			if err != nil {
 				t.Fatalf("LoadListener: %v", err)
@@ -136,7 +136,7 @@ func TestLoadListenerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setListenerEnv(t, tt.env)
+			setEnv(t, ListenerPrefix, tt.env)
 			_, err := LoadListener()
 			if err == nil {
 				t.Fatal("LoadListener: got nil error")
