@@ -314,7 +314,7 @@ func TestE2EDeliveryRequest(t *testing.T) {
 			fmt.Fprintf(w, `{"echo":%q,"ct":%q,"id":%q}`, b, r.Header.Get("Content-Type"), r.Header.Get("X-Message-Id"))
 		}
 	}))
-	e.startGateway(func(c *config.Gateway) { c.DeliveryTimeout = 300 * time.Millisecond })
+	e.startGateway(func(c *config.Gateway) { c.DeliveryTimeout = 2 * time.Second }) // generous under -race on 2 cores; the stall case waits it out
 	e.waitReady()
 
 	type delivered struct {

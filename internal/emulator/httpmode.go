@@ -432,12 +432,12 @@ func (s *Server) handleRequestRendezvous(w http.ResponseWriter, r *http.Request,
 			text: "URL not valid. The rendezvous address is unknown, expired or already used."})
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	ws, gen, err := s.upgrade(w, r, nil)
 	if err != nil {
 		p.fail(&wireError{code: http.StatusInternalServerError, reason: "unavailable", err: err, text: "The service was unable to process the request."})
 		return
 	}
-	if !s.track(ws) {
+	if !s.track(ws, gen) {
 		return
 	}
 	s.mu.Lock()

@@ -110,8 +110,8 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request, rest strin
 	e.reserved--
 	e.listeners = append(e.listeners, c)
 	s.mu.Unlock()
-	ws, err := s.upgrader.Upgrade(w, r, nil)
-	if err == nil && !s.track(ws) {
+	ws, gen, err := s.upgrade(w, r, nil)
+	if err == nil && !s.track(ws, gen) {
 		err = errShuttingDown
 	}
 	if err != nil {

@@ -148,13 +148,13 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest stri
 	if result.subprotocol != "" {
 		hdr = http.Header{"Sec-Websocket-Protocol": {result.subprotocol}}
 	}
-	sws, err := s.upgrader.Upgrade(w, r, hdr)
+	sws, gen, err := s.upgrade(w, r, hdr)
 	if err != nil {
 		s.log.Debug("sender upgrade failed after accept", slog.String("id", id), slog.Any("err", err))
 		s.untrack(lws)
 		return
 	}
-	if !s.track(sws) {
+	if !s.track(sws, gen) {
 		s.untrack(lws)
 		return
 	}
@@ -278,13 +278,13 @@ func (s *Server) handleAccept(w http.ResponseWriter, r *http.Request, q url.Valu
 	if sub != "" {
 		hdr = http.Header{"Sec-Websocket-Protocol": {sub}}
 	}
-	ws, err := s.upgrader.Upgrade(w, r, hdr)
+	ws, gen, err := s.upgrade(w, r, hdr)
 	if err != nil {
 		p.deliver(acceptResult{err: &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
 			text: "The listener failed to complete the rendezvous."}})
 		return
 	}
-	if !s.track(ws) {
+	if !s.track(ws, gen) {
 		p.deliver(acceptResult{err: errShuttingDown})
 		return
 	}

@@ -144,6 +144,7 @@ type Server struct {
 	pending    map[string]*pendingAccept
 	pendingReq map[string]*pendingRequest
 	conns      map[*websocket.Conn]struct{} // every upgraded connection
+	dropGen    uint64                       // incremented by DropConnections
 	closed     bool
 	ln         net.Listener
 	srv        *http.Server
@@ -320,6 +321,7 @@ func (s *Server) Close(ctx context.Context) error {
 // keeps serving; clients may reconnect. For fault-injection tests.
 func (s *Server) DropConnections() {
 	s.mu.Lock()
+	s.dropGen++
 	conns := s.takeConnsLocked()
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -385,9 +387,23 @@ func (s *Server) begin() bool {
 
 // track records an upgraded connection so Close and DropConnections reach
 // it; false (and the connection closed) when the server is closed.
-func (s *Server) track(c *websocket.Conn) bool {
+// upgrade completes a WebSocket handshake and returns the DropConnections
+// generation it started in, for track.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, hdr http.Header) (*websocket.Conn, uint64, error) {
 	s.mu.Lock()
-	if s.closed {
+	gen := s.dropGen
+	s.mu.Unlock()
+	ws, err := s.upgrader.Upgrade(w, r, hdr)
+	return ws, gen, err
+}
+
+// track registers an upgraded connection so that Close and DropConnections
+// reach it. It closes c and returns false if the server closed, or if
+// DropConnections ran since c's handshake began (gen), so a connection
+// upgraded during a drop is dropped too.
+func (s *Server) track(c *websocket.Conn, gen uint64) bool {
+	s.mu.Lock()
+	if s.closed || s.dropGen != gen {
 		s.mu.Unlock()
 		c.NetConn().Close()
 		return false
