@@ -165,6 +165,24 @@ func TestCountedReportsLostMessages(t *testing.T) {
 	}
 }
 
+// TestCountedSharedReceiver checks that runs sharing a receiver are each
+// compared with their own deliveries.
+func TestCountedSharedReceiver(t *testing.T) {
+	t.Parallel()
+	opts := withDefaults(Options{Warmup: 5 * time.Millisecond, Window: 20 * time.Millisecond, DrainTimeout: 50 * time.Millisecond})
+	r := &runner{opts: opts, rep: &Report{}}
+	var k sink
+	deliver := func(context.Context, int) error { k.add(1); return nil }
+	first := r.counted(context.Background(), "first", &k, 2, deliver)
+	second := r.counted(context.Background(), "second", &k, 2, deliver)
+	if len(r.rep.Failures) > 0 {
+		t.Fatalf("got failures %q", r.rep.Failures)
+	}
+	if second.Delivered != second.Accepted || first.Delivered+second.Delivered != k.msgs.Load() {
+		t.Errorf("got first %d/%d, second %d/%d, receiver %d", first.Delivered, first.Accepted, second.Delivered, second.Accepted, k.msgs.Load())
+	}
+}
+
 // TestRunSmoke runs every in-process scenario on a minimal grid through
 // the real gateway, emulator and listener, and checks the report.
 func TestRunSmoke(t *testing.T) {

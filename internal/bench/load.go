@@ -35,8 +35,9 @@ type loadResult struct {
 	Window    time.Duration
 	Latencies latencies
 	// Open loop only.
-	Offered float64 // requests per second asked for
-	Late    int64   // arrivals the generator could not hand to a free worker on time (queued)
+	Service latencies // from the moment a worker began each operation (excludes the generator's own lateness)
+	Offered float64   // requests per second asked for
+	Late    int64     // arrivals the generator could not hand to a free worker on time (queued)
 	Started time.Time
 }
 
@@ -205,8 +206,8 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 	due := make(chan time.Time, n+1)
 	var ok, late atomic.Int64
 	type workerOut struct {
-		lat  latencies
-		errs map[string]int64
+		lat, svc latencies
+		errs     map[string]int64
 	}
 	outs := make([]workerOut, workers)
 	var wg sync.WaitGroup
@@ -219,11 +220,13 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 				if ctx.Err() != nil {
 					continue
 				}
-				if time.Since(t) > time.Millisecond {
+				began := time.Now()
+				if began.Sub(t) > time.Millisecond {
 					late.Add(1)
 				}
 				err := do(ctx, w)
-				d := time.Since(t)
+				end := time.Now()
+				d := end.Sub(t)
 				if err != nil {
 					if out.errs == nil {
 						out.errs = map[string]int64{}
@@ -233,6 +236,7 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 				}
 				ok.Add(1)
 				out.lat = append(out.lat, d)
+				out.svc = append(out.svc, end.Sub(began))
 			}
 		}()
 	}
@@ -261,6 +265,7 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 	res := loadResult{Window: time.Since(start), Started: start, OK: ok.Load(), Late: late.Load(), Offered: rate, Errors: map[string]int64{}}
 	for _, o := range outs {
 		res.Latencies = append(res.Latencies, o.lat...)
+		res.Service = append(res.Service, o.svc...)
 		for k, v := range o.errs {
 			res.Errors[k] += v
 		}

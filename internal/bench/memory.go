@@ -32,6 +32,9 @@ type Memory struct {
 	// gateway process: the in-process figures of section 1 cross-checked
 	// with the gateway in its own runtime.
 	Process Point
+	// ProcessOpen is the open loop at OpenFraction of Process's rate,
+	// against the process.
+	ProcessOpen Point
 	// Go runtime figures from the gateway's /metrics (its Prometheus Go
 	// collector): idle, and at the highest RSS sample of the load.
 	IdleRuntime, LoadRuntime map[string]float64
@@ -304,6 +307,23 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 	m.Process = r.counted(ctx, "gateway process, c=64", &ep.sink, 64, postMessage(c64, gw.url+"/messages", jsonBody(100)))
 	m.Process.Size, m.Process.PoolSize = 100, defaultPoolSize
 	c64.CloseIdleConnections()
+	if m.Process.Rate > 0 {
+		// The open loop of the p99 target, against the process.
+		const workers = 256
+		co := newHTTPClient(workers)
+		do := postMessage(co, gw.url+"/messages", jsonBody(100))
+		rate := m.Process.Rate * r.opts.OpenFraction
+		base := ep.sink.msgs.Load()
+		warm := openLoop(ctx, rate, workers, r.opts.Warmup, do)
+		res := openLoop(ctx, rate, workers, r.opts.OpenWindow, do)
+		waitFor(ctx, r.opts.DrainTimeout, func() bool { return ep.sink.msgs.Load()-base >= warm.OK+res.OK })
+		m.ProcessOpen = pointOf(res, workers)
+		m.ProcessOpen.Size, m.ProcessOpen.PoolSize = 100, defaultPoolSize
+		m.ProcessOpen.MaxRate, m.ProcessOpen.MaxConcurrency = m.Process.Rate, 64
+		m.ProcessOpen.Accepted, m.ProcessOpen.Delivered = warm.OK+res.OK, ep.sink.msgs.Load()-base
+		r.check("gateway process, open loop", m.ProcessOpen)
+		co.CloseIdleConnections()
+	}
 	client := newHTTPClient(m.Clients)
 	defer client.CloseIdleConnections()
 	var peak int64

@@ -102,11 +102,18 @@ func (rep *Report) Targets() []Target {
 
 	t = Target{Name: "p99 ≤ 2 ms at half the maximum rate (open loop, 100 B)"}
 	if o := rep.OpenLoop; o != nil {
-		t.Measured = fmt.Sprintf("p99 %s at %.0f/s offered, %.0f%% of %.0f/s (p50 %s, max %s)", fmtDur(o.Latency.P99), o.Offered, 100*ratio(o.Offered, o.MaxRate), o.MaxRate, fmtDur(o.Latency.P50), fmtDur(o.Latency.Max))
+		t.Measured = fmt.Sprintf("p99 %s at %.0f/s offered, %.0f%% of %.0f/s (p50 %s, max %s; from the worker's start p99 %s)", fmtDur(o.Latency.P99), o.Offered, 100*ratio(o.Offered, o.MaxRate), o.MaxRate, fmtDur(o.Latency.P50), fmtDur(o.Latency.Max), fmtDur(o.Service.P99))
 		if c := o.Ceiling; c != nil {
 			t.Measured += fmt.Sprintf("; HTTP ceiling at the same rate: p99 %s", fmtDur(c.Latency.P99))
 		}
 		t.Met, t.Known = o.Latency.P99 <= 2*time.Millisecond && o.Errors == 0, rep.Options.OpenFraction == 0.5
+	}
+	if m := rep.Memory; m != nil && m.ProcessOpen.Offered > 0 {
+		po := m.ProcessOpen
+		if t.Measured != "" {
+			t.Measured += "; "
+		}
+		t.Measured += fmt.Sprintf("gateway process: p99 %s at %.0f/s, half of %.0f/s", fmtDur(po.Latency.P99), po.Offered, po.MaxRate)
 	}
 	ts = append(ts, t)
 
@@ -258,10 +265,12 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		p("each latency is measured from the request's scheduled start, so waiting for a free worker counts (no coordinated omission).\n\n")
 		p("| Path | Maximum/s | Offered/s | Achieved/s | p50 | p90 | p99 | Max | Errors | Started > 1 ms late | Delivered = accepted |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		p("| end to end | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %s |\n", o.MaxRate, o.Offered, o.Rate, fmtDur(o.Latency.P50), fmtDur(o.Latency.P90), fmtDur(o.Latency.P99), fmtDur(o.Latency.Max), errCell(*o), o.Late, deliveredCell(*o))
+		p("| … measured from the worker's start | | | | %s | %s | %s | %s | | | |\n", fmtDur(o.Service.P50), fmtDur(o.Service.P90), fmtDur(o.Service.P99), fmtDur(o.Service.Max))
 		if c := o.Ceiling; c != nil {
 			p("| HTTP ceiling (no relay), same rate | – | %.0f | %.0f | %s | %s | %s | %s | %s | %d | – |\n", c.Offered, c.Rate, fmtDur(c.Latency.P50), fmtDur(c.Latency.P90), fmtDur(c.Latency.P99), fmtDur(c.Latency.Max), errCell(*c), c.Late)
+			p("| … measured from the worker's start | | | | %s | %s | %s | %s | | | |\n", fmtDur(c.Service.P50), fmtDur(c.Service.P90), fmtDur(c.Service.P99), fmtDur(c.Service.Max))
 		}
-		p("\n")
+		p("\nThe first row of each pair is the conservative figure the target is judged on. The second leaves out the generator's own lateness (Go timers on an idle thread fire up to about 1 ms late, and the generator competes for the same CPUs), and shows what the request itself took.\n\n")
 	} else {
 		p("Not measured (no 100 B end-to-end rate).\n\n")
 	}
@@ -274,6 +283,11 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		p("| Idle, default pool (%d connections) | %.1f MiB |\n", m.PoolSize, float64(m.IdleKiB)/1024)
 		p("| End to end against the gateway process, c=64, 100 B (cross-check of section 1) | %.0f/s (p50 %s, p99 %s, errors %s, delivered = accepted: %s) |\n",
 			m.Process.Rate, fmtDur(m.Process.Latency.P50), fmtDur(m.Process.Latency.P99), errCell(m.Process), deliveredCell(m.Process))
+		if o := m.ProcessOpen; o.Offered > 0 {
+			p("| Open loop against the gateway process at %.0f%% of that rate (%.0f/s offered) | p50 %s, p90 %s, p99 %s, max %s (from the worker's start: p50 %s, p99 %s; errors %s, delivered = accepted: %s) |\n",
+				100*ratio(o.Offered, o.MaxRate), o.Offered, fmtDur(o.Latency.P50), fmtDur(o.Latency.P90), fmtDur(o.Latency.P99), fmtDur(o.Latency.Max),
+				fmtDur(o.Service.P50), fmtDur(o.Service.P99), errCell(o), deliveredCell(o))
+		}
 		p("| %d concurrent keep-alive clients, 100 B messages: peak VmRSS | %.1f MiB |\n", m.Clients, float64(m.LoadPeakKiB)/1024)
 		p("| … VmHWM at the end of the load | %.1f MiB |\n", float64(m.LoadHWMKiB)/1024)
 		p("| … throughput during the load | %.0f/s (p99 %s, errors %s, delivered = accepted: %s) |\n", m.Load.Rate, fmtDur(m.Load.Latency.P99), errCell(m.Load), deliveredCell(m.Load))

@@ -21,8 +21,8 @@ type Point struct {
 	Size        int // message size in bytes (the HTTP body for HTTP scenarios)
 	PoolSize    int // 0 where no pool is involved
 
-	Accepted  int64   // successful sends, warmup included
-	Delivered int64   // messages the receiver counted, warmup included; -1 where there is no receiver
+	Accepted  int64   // successful sends of this run, warmup included
+	Delivered int64   // messages the receiver counted during this run, warmup included; -1 where there is no receiver
 	Rate      float64 // per second in the window: delivered where there is a receiver, else accepted
 	Window    time.Duration
 	Latency   summary
@@ -32,6 +32,7 @@ type Point struct {
 	// Open loop only.
 	Offered        float64
 	Late           int64
+	Service        summary // latency from the moment a worker began the request
 	MaxRate        float64 // the closed-loop rate whose half was offered
 	MaxConcurrency int     // the concurrency MaxRate was measured at
 	Ceiling        *Point  // the HTTP ceiling at the same offered rate
@@ -83,6 +84,8 @@ func postMessage(client *http.Client, url string, body []byte) doFunc {
 // After the load it waits for the receiver to catch up and records a
 // failure if it did not get exactly what was accepted.
 func (r *runner) counted(ctx context.Context, name string, k *sink, conc int, do doFunc) Point {
+	// base: what k counted before (an endpoint may serve several runs).
+	base := k.msgs.Load()
 	var atStart, atEnd int64
 	res := closedLoop(ctx, conc, r.opts.Warmup, r.opts.Window, do, func(ph int32) {
 		switch ph {
@@ -92,9 +95,9 @@ func (r *runner) counted(ctx context.Context, name string, k *sink, conc int, do
 			atEnd = k.msgs.Load()
 		}
 	})
-	waitFor(ctx, r.opts.DrainTimeout, func() bool { return k.msgs.Load() >= res.OK })
+	waitFor(ctx, r.opts.DrainTimeout, func() bool { return k.msgs.Load()-base >= res.OK })
 	p := pointOf(res, conc)
-	p.Delivered = k.msgs.Load()
+	p.Delivered = k.msgs.Load() - base
 	p.Rate = float64(atEnd-atStart) / res.Window.Seconds()
 	r.check(name, p)
 	return p
@@ -112,6 +115,7 @@ func pointOf(res loadResult, conc int) Point {
 		ErrorText:   res.errorSummary(),
 		Offered:     res.Offered,
 		Late:        res.Late,
+		Service:     res.Service.summarize(),
 	}
 }
 
@@ -278,6 +282,7 @@ func (r *runner) openLoopE2E(ctx context.Context, conc, size int) (Point, error)
 	client := newHTTPClient(max(workers, conc))
 	defer client.CloseIdleConnections()
 	do := postMessage(client, gw.url+"/messages", jsonBody(size))
+	base := ep.sink.msgs.Load()
 	closed := r.counted(ctx, fmt.Sprintf("open loop: maximum at c=%d size=%s", conc, sizeName(size)), &ep.sink, conc, do)
 	if closed.Rate <= 0 {
 		return Point{}, fmt.Errorf("no maximum rate measured")
@@ -287,12 +292,12 @@ func (r *runner) openLoopE2E(ctx context.Context, conc, size int) (Point, error)
 	warm := openLoop(ctx, rate, workers, r.opts.Warmup, do)
 	res := openLoop(ctx, rate, workers, r.opts.OpenWindow, do)
 	total := closed.Accepted + warm.OK + res.OK
-	waitFor(ctx, r.opts.DrainTimeout, func() bool { return ep.sink.msgs.Load() >= total })
+	waitFor(ctx, r.opts.DrainTimeout, func() bool { return ep.sink.msgs.Load()-base >= total })
 	p := pointOf(res, workers)
 	p.Size, p.PoolSize = size, defaultPoolSize
 	p.MaxRate, p.MaxConcurrency = closed.Rate, conc
 	p.Accepted = total
-	p.Delivered = ep.sink.msgs.Load()
+	p.Delivered = ep.sink.msgs.Load() - base
 	r.check(fmt.Sprintf("open loop %.0f/s size=%s", rate, sizeName(size)), p)
 
 	// The same offered rate against the HTTP ceiling tells the relay's
