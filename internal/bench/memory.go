@@ -41,6 +41,18 @@ type Memory struct {
 	// Per idle pooled connection: idle RSS at two pool sizes.
 	SmallPool, LargePool       int
 	SmallPoolKiB, LargePoolKiB int64
+	SmallRuntime, LargeRuntime map[string]float64
+}
+
+// perConnRuntime is the difference of a runtime series between the two
+// pool sizes, per connection; ok is false if either scrape lacks it.
+func (m *Memory) perConnRuntime(name string) (float64, bool) {
+	a, aok := m.SmallRuntime[name]
+	b, bok := m.LargeRuntime[name]
+	if !aok || !bok || m.LargePool == m.SmallPool {
+		return 0, false
+	}
+	return (b - a) / float64(m.LargePool-m.SmallPool), true
 }
 
 // PerConnKiB is the idle RSS per pooled connection: the difference between
@@ -368,7 +380,8 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 	for _, v := range []struct {
 		size int
 		dst  *int64
-	}{{m.SmallPool, &m.SmallPoolKiB}, {m.LargePool, &m.LargePoolKiB}} {
+		rt   *map[string]float64
+	}{{m.SmallPool, &m.SmallPoolKiB, &m.SmallRuntime}, {m.LargePool, &m.LargePoolKiB, &m.LargeRuntime}} {
 		ep, err := r.stack.endpoint(ctx)
 		if err != nil {
 			return nil, err
@@ -379,6 +392,7 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 			return nil, err
 		}
 		*v.dst, err = gw.idleRSS(ctx, r.opts.Settle, 10)
+		*v.rt = gw.scrapeRuntime()
 		gw.stop()
 		ep.close()
 		if err != nil {

@@ -293,6 +293,11 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		p("| … throughput during the load | %.0f/s (p99 %s, errors %s, delivered = accepted: %s) |\n", m.Load.Rate, fmtDur(m.Load.Latency.P99), errCell(m.Load), deliveredCell(m.Load))
 		p("| Idle, pool of %d | %d KiB |\n| Idle, pool of %d | %d KiB |\n", m.SmallPool, m.SmallPoolKiB, m.LargePool, m.LargePoolKiB)
 		p("| Per idle pooled connection ((%d − %d KiB) ÷ %d) | %.1f KiB |\n\n", m.LargePoolKiB, m.SmallPoolKiB, m.LargePool-m.SmallPool, m.PerConnKiB())
+		if g, ok := m.perConnRuntime("go_goroutines"); ok {
+			st, _ := m.perConnRuntime("go_memstats_stack_inuse_bytes")
+			hp, _ := m.perConnRuntime("go_memstats_heap_inuse_bytes")
+			p("Per idle pooled connection, from the gateway's /metrics at the two pool sizes: %.1f goroutines, %.1f KiB of stacks, %.1f KiB of heap in use; the rest of the RSS difference is heap not yet returned to the OS and runtime metadata.\n\n", g, st/1024, hp/1024)
+		}
 		if len(rep.Options.GatewayEnv) > 0 {
 			p("The gateway process ran with `%s` added to its environment.\n\n", strings.Join(rep.Options.GatewayEnv, " "))
 		}
