@@ -154,7 +154,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "-":
 		_, _ = stdout.Write(buf.Bytes())
 	default:
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		// Write then rename, so an interrupted write never leaves half a report.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("relaybench: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			return fmt.Errorf("relaybench: %w", err)
 		}
 	}

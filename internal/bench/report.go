@@ -326,6 +326,13 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		p("Not run%s.\n\n", strings.TrimSuffix(": "+rep.MicroErr, ": "))
 	}
 
+	p("## Reproduce\n\n")
+	p("From the repository root: `go run ./cmd/relaybench` (this report, about ten minutes; `-o FILE` writes elsewhere), ")
+	p("`go run ./cmd/relaybench --quick` (every scenario briefly, under a minute; exits non-zero only when a receiver did not get exactly what was accepted). ")
+	p("`-only %s` runs some sections, `-repeat N` sets the runs per point, `-cpuprofile FILE` profiles the whole in-process run, ", strings.Join(Sections, ","))
+	p("`-gateway-env KEY=VALUE` changes the gateway process's environment (GOMEMLIMIT, GOGC, GATEWAY_*), `-gateway-bin PATH` measures another gateway binary. ")
+	p("The micro-benchmarks alone: `%s`.\n\n", "go test -run '^$' -bench . -benchmem ./internal/relay ./internal/api")
+
 	if n := strings.TrimSpace(notes); n != "" {
 		p("%s\n", n)
 	}

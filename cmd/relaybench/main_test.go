@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestRunRejectsBadFlags checks that bad flags fail before anything is
+// started, with an error that names the problem.
+func TestRunRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown section", []string{"-only", "e2e,nope"}, `unknown section "nope"`},
+		{"bad gateway env", []string{"-gateway-env", "NOEQUALS"}, "want KEY=VALUE"},
+		{"unknown flag", []string{"-frobnicate"}, "flag provided but not defined"},
+		{"positional argument", []string{"extra"}, "unexpected arguments"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), tt.args, &stdout, &stderr)
+			if err == nil {
+				t.Fatalf("got nil error, want one containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) && !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("got error %q (stderr %q), want %q", err, stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"-h"}, &stdout, &stderr); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+	for _, want := range []string{"Usage: relaybench", "-quick", "-only", "-gateway-env"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
