@@ -66,7 +66,7 @@ func (rep *Report) Targets() []Target {
 	for _, d := range rep.Dial {
 		if pl, ok := find(rep.Pooled, d.Concurrency, 100); ok && d.Size == 100 {
 			r := ratio(pl.Rate, d.Rate)
-			parts = append(parts, fmt.Sprintf("c=%d: pool.Send %.0f/s ÷ dial %.0f/s = %.0f×", d.Concurrency, pl.Rate, d.Rate, r))
+			parts = append(parts, fmt.Sprintf("c=%d: pool.Send %.0f/s ÷ dial %.0f/s = %.1f×", d.Concurrency, pl.Rate, d.Rate, r))
 			allMet = allMet && r >= 50
 		}
 	}
@@ -219,7 +219,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		if e.Rate > 0 {
 			ecell, eratio = fmt.Sprintf("%.0f", e.Rate), fmt.Sprintf("%.0f×", ratio(e.Rate, d.Rate))
 		}
-		p("| %d | %s | %s | %s | %s | %s | %s | %.0f× | %s | %s |\n", d.Concurrency, rateCell(d), fmtDur(d.Latency.P50), fmtDur(d.Latency.P99),
+		p("| %d | %s | %s | %s | %s | %s | %s | %.1f× | %s | %s |\n", d.Concurrency, rateCell(d), fmtDur(d.Latency.P50), fmtDur(d.Latency.P99),
 			rateCell(pl), fmtDur(pl.Latency.P50), fmtDur(pl.Latency.P99), ratio(pl.Rate, d.Rate), ecell, eratio)
 	}
 	for _, d := range append(append([]Point{}, rep.Dial...), rep.Pooled...) {
