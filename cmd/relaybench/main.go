@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var gatewayEnv envFlag
 	fs.Var(&gatewayEnv, "gateway-env", "KEY=VALUE added to the gateway process's environment for the memory figures (repeatable), e.g. GOMEMLIMIT=48MiB")
 	openFraction := fs.Float64("open-fraction", 0, "fraction of the maximum rate the open loop offers (default 0.5, the target's)")
+	sizes := fs.String("sizes", "", "comma-separated message sizes (default 100,4KiB,64KiB; quick 100,4KiB)")
+	concurrency := fs.String("concurrency", "", "comma-separated closed-loop concurrency of the e2e and ceiling points (default 1,16,64,256; quick 1,64)")
 	verbose := fs.Bool("v", false, "log the components' warnings to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: relaybench [flags]\n\nMeasures relaygate end to end, its HTTP and relay ceilings, the seed's dial-per-message way,\npool sizes, gateway memory and micro-benchmarks, on loopback, and writes a Markdown report.\n\n")
@@ -105,6 +108,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *openFraction > 0 {
 		opts.OpenFraction = *openFraction
 		command += fmt.Sprintf(" -open-fraction %g", *openFraction)
+	}
+	if *sizes != "" {
+		v, err := bench.ParseSizes(*sizes)
+		if err != nil {
+			return fmt.Errorf("relaybench: -sizes: %w", err)
+		}
+		opts.Sizes = v
+		command += " -sizes " + *sizes
+	}
+	if *concurrency != "" {
+		var v []int
+		for _, f := range strings.Split(*concurrency, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 10000 {
+				return fmt.Errorf("relaybench: -concurrency: %q is not a number from 1 to 10000", f)
+			}
+			v = append(v, n)
+		}
+		opts.Concurrency = v
+		command += " -concurrency " + *concurrency
 	}
 	opts.GatewayBin = *gatewayBin
 	opts.GatewayEnv = gatewayEnv

@@ -18,6 +18,9 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"unknown section", []string{"-only", "e2e,nope"}, `unknown section "nope"`},
 		{"bad gateway env", []string{"-gateway-env", "NOEQUALS"}, "want KEY=VALUE"},
 		{"unknown flag", []string{"-frobnicate"}, "flag provided but not defined"},
+		{"bad size", []string{"-sizes", "100,huge"}, `bad size "huge"`},
+		{"size too large", []string{"-sizes", "2MiB"}, "outside 16 B to 1 MiB"},
+		{"bad concurrency", []string{"-concurrency", "1,0"}, "not a number from 1 to 10000"},
 		{"positional argument", []string{"extra"}, "unexpected arguments"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -326,6 +326,22 @@ func sizeName(n int) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// ParseSizes reads a comma-separated list of sizes ("100,4KiB,64KiB").
+func ParseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := parseSize(f)
+		if err != nil {
+			return nil, err
+		}
+		if n < 16 || n > 1<<20 {
+			return nil, fmt.Errorf("size %s is outside 16 B to 1 MiB", sizeName(n))
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // parseSize reads "100", "100B", "4KiB", "4k", "64KiB".
 func parseSize(s string) (int, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
