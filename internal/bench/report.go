@@ -158,7 +158,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 	p("| Machine | |\n|---|---|\n")
 	p("| CPU | %s |\n| runtime.NumCPU | %d (GOMAXPROCS %d) |\n| Go | %s |\n", rep.CPUModel, rep.NumCPU, rep.GOMAXPROCS, rep.GoVersion)
 	p("| Load average (1/5/15 min) | %s before, %s after |\n\n", rep.LoadBefore, rep.LoadAfter)
-	p("Everything runs in one process on loopback except the memory figures, which are read from a separate gateway process: ")
+	p("Everything runs in one process on loopback except section 6, which measures the cmd/gateway binary as a separate process: ")
 	p("the load generator, the gateway (api.Server over relay.Pool, wired as cmd/gateway with Prometheus metrics and an info-level request log, formatted and discarded), ")
 	p("the relay emulator and a relay.Listener that counts what it receives all share the same %d CPUs. ", rep.NumCPU)
 	p("Figures are therefore lower than each part would reach alone, and on a shared machine they are noisy: compare ratios within one report, not absolute figures across reports. ")
