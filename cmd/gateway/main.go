@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/relaygate/relaygate/internal/config"
@@ -52,6 +53,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	g, err := start(ctx, cfg, log, stderr)
 	if err != nil {

@@ -45,6 +45,10 @@ type Gateway struct {
 	TokenTTL        time.Duration `split_words:"true" default:"1h" validate:"min=1m" desc:"lifetime of the SAS tokens the pool mints; connections are replaced before their token expires"`
 	TokenMaxTTL     time.Duration `split_words:"true" default:"24h" validate:"min=1m" desc:"largest ttl GET /token accepts (its default is 1h, or this cap if smaller)"`
 	RetryAfter      time.Duration `split_words:"true" default:"1s" validate:"min=1s" desc:"Retry-After sent with every 503"`
+	// MemoryLimit is a soft limit, not a cap: near it the GC runs more often
+	// instead of letting the heap double (relaybench: 1,000 clients peak at
+	// ~80 MiB RSS without it, ~55 MiB with 48 MiB).
+	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it; ignored when GOMEMLIMIT is set"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" validate:"min=100ms" desc:"grace period on SIGINT/SIGTERM for in-flight requests and closing pooled connections"`
 
 	LogLevel  string `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`

@@ -195,6 +195,13 @@ func New(cfg Config, log *slog.Logger, m Metrics) (*Server, error) {
 		// The relay does not check Origin; browsers may connect.
 		CheckOrigin:       func(*http.Request) bool { return true },
 		EnableCompression: false, // never negotiate extensions (§5.1)
+		// 32 KiB buffers: a 64 KiB message leaves in 2 frames and 2 writes
+		// instead of 16 (relaybench: emulator ÷ direct for 64 KiB 0.64 →
+		// 0.77). The write buffer returns to the pool between messages, so
+		// idle relayed connections do not hold it.
+		ReadBufferSize:  32 << 10,
+		WriteBufferSize: 32 << 10,
+		WriteBufferPool: &sync.Pool{},
 	}
 	if cfg.TLS != nil {
 		tc, err := cfg.TLS.build(log)
