@@ -41,10 +41,12 @@ type outMsg struct {
 // after its writer flushed the queue.
 var errRetired = errors.New("relay: connection retired")
 
-// conn is one pooled sender WebSocket and the three goroutines that own it:
+// conn is one pooled sender WebSocket and the two goroutines that own it:
 // readLoop (the only reader; discards what the listener sends and lets
-// Ping see pongs), writeLoop (the only writer of data frames; drains sendq)
-// and pingLoop (keepalive). run starts them and returns after all three have
+// Ping see pongs) and writeLoop (the only writer of data frames; drains
+// sendq and schedules keepalive pings, each in a short-lived goroutine that
+// exists only while a ping is outstanding, so an idle conn costs two
+// goroutines besides run). run starts them and returns after all have
 // exited. A conn is created by its slot's supervisor once per connection
 // attempt; gen numbers them per slot, so logs and eviction always name one
 // specific connection and never its replacement.
@@ -81,6 +83,11 @@ type conn struct {
 	down     atomic.Bool  // no longer takes messages; Send skips it
 	timedOut atomic.Bool  // wtimer fired: a write exceeded WriteTimeout
 	pongs    atomic.Int64 // pings answered; a conn with any counts as healthy
+	pinging  atomic.Bool  // a ping goroutine is outstanding
+
+	// loops counts readLoop, writeLoop and an outstanding ping; run waits
+	// for it. The writer adds the ping while it is itself counted.
+	loops sync.WaitGroup
 
 	// Guarded by p.mu.
 	state ConnState
@@ -96,12 +103,11 @@ func (c *conn) run() {
 	defer close(c.done)
 	defer c.p.wg.Done()
 
-	errc := make(chan error, 3)
-	var wg sync.WaitGroup
-	wg.Add(3)
+	errc := make(chan error, 2)
+	wg := &c.loops
+	wg.Add(2)
 	go func() { defer wg.Done(); errc <- c.readLoop() }()
 	go func() { defer wg.Done(); errc <- c.writeLoop() }()
-	go func() { defer wg.Done(); errc <- c.pingLoop() }()
 
 	var err error
 	select {
@@ -114,7 +120,7 @@ func (c *conn) run() {
 		err = fmt.Errorf("write timed out after %v: %w", c.p.cfg.WriteTimeout, err)
 	}
 	// Stop taking messages first, so senders waiting on this conn retry
-	// elsewhere right away, then stop the writer and the pinger.
+	// elsewhere right away, then stop the writer and any ping.
 	c.p.markDown(c)
 	c.cancel(err)
 	retired := errors.Is(err, errRetired)
@@ -187,12 +193,21 @@ func (c *conn) readLoop() error {
 }
 
 // writeLoop is the only caller of ws.Write. It drains sendq until the conn
-// goes down, or, once retired, until the queue is empty.
+// goes down, or, once retired, until the queue is empty. Every
+// PingInterval (plus jitter) it starts a ping unless one is outstanding.
 func (c *conn) writeLoop() error {
+	pingT := time.NewTimer(c.p.pingDelay())
+	defer pingT.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return context.Cause(c.ctx)
+		case <-pingT.C:
+			pingT.Reset(c.p.pingDelay())
+			if c.pinging.CompareAndSwap(false, true) {
+				c.loops.Add(1)
+				go c.ping()
+			}
 		case om := <-c.sendq:
 			if err := c.writeMsg(om); err != nil {
 				return err
@@ -249,31 +264,23 @@ func (c *conn) writeExpired() {
 	_ = c.ws.CloseNow()
 }
 
-// pingLoop pings every PingInterval (plus jitter) and fails the conn when a
-// pong does not come back within WriteTimeout. Like writeMsg, it keeps the
-// lifetime ctx's cancellation away from ws: a retiring conn must finish its
-// close handshake, not be cut mid-frame.
-func (c *conn) pingLoop() error {
-	t := time.NewTimer(c.p.pingDelay())
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return context.Cause(c.ctx)
-		case <-t.C:
+// ping sends one ping and fails the conn when its pong does not come back
+// within WriteTimeout. Like writeMsg, it keeps the lifetime ctx's
+// cancellation away from ws: a retiring conn must finish its close
+// handshake, not be cut mid-frame.
+func (c *conn) ping() {
+	defer c.loops.Done()
+	defer c.pinging.Store(false)
+	pctx, cancel := context.WithTimeout(c.wctx, c.p.cfg.WriteTimeout)
+	err := c.ws.Ping(pctx)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.cancel(fmt.Errorf("ping: %w", err))
 		}
-		pctx, cancel := context.WithTimeout(c.wctx, c.p.cfg.WriteTimeout)
-		err := c.ws.Ping(pctx)
-		cancel()
-		if err != nil {
-			if c.ctx.Err() != nil {
-				return context.Cause(c.ctx)
-			}
-			return fmt.Errorf("ping: %w", err)
-		}
-		c.pongs.Add(1)
-		t.Reset(c.p.pingDelay())
+		return
 	}
+	c.pongs.Add(1)
 }
 
 // wait waits for the result of om, which the caller put in c's queue. It
