@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,7 +41,8 @@ type Memory struct {
 	IdleRuntime, LoadRuntime map[string]float64
 	// Per idle pooled connection: idle RSS at two pool sizes.
 	SmallPool, LargePool       int
-	SmallPoolKiB, LargePoolKiB int64
+	SmallPoolKiB, LargePoolKiB int64      // the median pair
+	Pairs                      [][2]int64 // every (small, large) measurement, in KiB
 	SmallRuntime, LargeRuntime map[string]float64
 }
 
@@ -376,28 +378,38 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 	client.CloseIdleConnections()
 	gw.stop()
 
-	// Idle at two pool sizes.
-	for _, v := range []struct {
-		size int
-		dst  *int64
-		rt   *map[string]float64
-	}{{m.SmallPool, &m.SmallPoolKiB, &m.SmallRuntime}, {m.LargePool, &m.LargePoolKiB, &m.LargeRuntime}} {
-		ep, err := r.stack.endpoint(ctx)
-		if err != nil {
-			return nil, err
-		}
-		gw, err := startChild(ctx, bin, ep, v.size, r.opts.GatewayEnv)
-		if err != nil {
+	// Idle at two pool sizes, alternating Repeat times; the per-connection
+	// figure is the median of the pairs' differences, since one process's
+	// RSS moves by a few hundred KiB with the GC's timing.
+	for range max(1, r.opts.Repeat) {
+		var pair [2]int64
+		for i, size := range []int{m.SmallPool, m.LargePool} {
+			ep, err := r.stack.endpoint(ctx)
+			if err != nil {
+				return nil, err
+			}
+			gw, err := startChild(ctx, bin, ep, size, r.opts.GatewayEnv)
+			if err != nil {
+				ep.close()
+				return nil, err
+			}
+			pair[i], err = gw.idleRSS(ctx, r.opts.Settle, 10)
+			rt := gw.scrapeRuntime()
+			gw.stop()
 			ep.close()
-			return nil, err
+			if err != nil {
+				return nil, err
+			}
+			if i == 0 {
+				m.SmallRuntime = rt
+			} else {
+				m.LargeRuntime = rt
+			}
 		}
-		*v.dst, err = gw.idleRSS(ctx, r.opts.Settle, 10)
-		*v.rt = gw.scrapeRuntime()
-		gw.stop()
-		ep.close()
-		if err != nil {
-			return nil, err
-		}
+		m.Pairs = append(m.Pairs, pair)
 	}
+	med := slices.Clone(m.Pairs)
+	slices.SortFunc(med, func(a, b [2]int64) int { return cmp.Compare(a[1]-a[0], b[1]-b[0]) })
+	m.SmallPoolKiB, m.LargePoolKiB = med[(len(med)-1)/2][0], med[(len(med)-1)/2][1]
 	return m, nil
 }

@@ -284,6 +284,13 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 		p("| … throughput during the load | %.0f/s (p99 %s, errors %s, delivered = accepted: %s) |\n", m.Load.Rate, fmtDur(m.Load.Latency.P99), errCell(m.Load), deliveredCell(m.Load))
 		p("| Idle, pool of %d | %d KiB |\n| Idle, pool of %d | %d KiB |\n", m.SmallPool, m.SmallPoolKiB, m.LargePool, m.LargePoolKiB)
 		p("| Per idle pooled connection ((%d − %d KiB) ÷ %d) | %.1f KiB |\n\n", m.LargePoolKiB, m.SmallPoolKiB, m.LargePool-m.SmallPool, m.PerConnKiB())
+		if len(m.Pairs) > 1 {
+			var each []string
+			for _, pr := range m.Pairs {
+				each = append(each, fmt.Sprintf("%.1f", float64(pr[1]-pr[0])/float64(m.LargePool-m.SmallPool)))
+			}
+			p("The two pool sizes were measured %d times, alternating, each in a fresh process; the table shows the pair with the median difference (per connection, every pair: %s KiB).\n\n", len(m.Pairs), strings.Join(each, ", "))
+		}
 		if g, ok := m.perConnRuntime("go_goroutines"); ok {
 			st, _ := m.perConnRuntime("go_memstats_stack_inuse_bytes")
 			hp, _ := m.perConnRuntime("go_memstats_heap_inuse_bytes")
