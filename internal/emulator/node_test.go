@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -183,34 +182,7 @@ func TestNodeWSSenderReachesGoListener(t *testing.T) {
 	t.Parallel()
 	bin := requireNode(t)
 	s := emulatortest.Start(t)
-	got := make(chan string, 1)
-	l, err := relay.NewListener(relay.ListenerConfig{
-		Credentials: s.ListenerCredentials("hc1"),
-		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
-			for {
-				typ, data, err := c.Read(ctx)
-				if err != nil {
-					return
-				}
-				select {
-				case got <- string(data):
-				default:
-				}
-				if err := c.Write(ctx, typ, data); err != nil {
-					return
-				}
-			}
-		},
-	}, slog.New(slog.NewTextHandler(t.Output(), nil)).With("component", "listener"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan error, 1)
-	go func() { runDone <- l.Run(context.Background()) }()
-	t.Cleanup(func() { l.Close(); <-runDone })
-	if err := l.WaitConnected(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
+	got := startGoListener(t, s, "hc1", true)
 
 	// A token signed with a wrong key is refused (the check is real).
 	sc := s.Credentials("hc1")

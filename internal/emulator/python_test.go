@@ -97,30 +97,7 @@ func TestSeedSenderReachesRelayListener(t *testing.T) {
 	t.Parallel()
 	requirePython(t)
 	s := emulatortest.Start(t)
-	got := make(chan string, 1)
-	l, err := relay.NewListener(relay.ListenerConfig{
-		Credentials: s.ListenerCredentials("hc1"),
-		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
-			for {
-				typ, data, err := c.Read(ctx)
-				if err != nil {
-					return
-				}
-				if typ == relay.MessageText {
-					got <- string(data)
-				}
-			}
-		},
-	}, slog.New(slog.NewTextHandler(t.Output(), nil)).With("component", "listener"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan error, 1)
-	go func() { runDone <- l.Run(context.Background()) }()
-	t.Cleanup(func() { l.Close(); <-runDone })
-	if err := l.WaitConnected(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
+	got := startGoListener(t, s, "hc1", false)
 
 	dir := seedWorkdir(t, s, "hc1")
 	out, err := python(ctxT(t), dir, filepath.Join(seedDir, "sender.py")).CombinedOutput()
@@ -134,6 +111,46 @@ func TestSeedSenderReachesRelayListener(t *testing.T) {
 	if strings.Contains(string(out), "sig=") {
 		t.Errorf("sender.py printed its token:\n%s", out)
 	}
+}
+
+// startGoListener runs a relay.Listener on entity until the test ends and
+// returns the text messages it receives (the first few; later ones are
+// dropped rather than blocking). With echo, it writes each message back.
+func startGoListener(t *testing.T, s *emulator.Server, entity string, echo bool) <-chan string {
+	t.Helper()
+	got := make(chan string, 4)
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials: s.ListenerCredentials(entity),
+		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
+			for {
+				typ, data, err := c.Read(ctx)
+				if err != nil {
+					return
+				}
+				if typ == relay.MessageText {
+					select {
+					case got <- string(data):
+					default:
+					}
+				}
+				if echo {
+					if err := c.Write(ctx, typ, data); err != nil {
+						return
+					}
+				}
+			}
+		},
+	}, slog.New(slog.NewTextHandler(t.Output(), nil)).With("component", "listener"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- l.Run(context.Background()) }()
+	t.Cleanup(func() { l.Close(); <-runDone })
+	if err := l.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 // TestSeedListenerAcceptsGoSender: the corrected listener.py does the
