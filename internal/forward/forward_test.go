@@ -374,6 +374,9 @@ func TestServeHTTPProxyErrors(t *testing.T) {
 			if resp.StatusCode != tt.status || p["code"] != tt.code || resp.Header.Get("Content-Type") != "application/problem+json" {
 				t.Errorf("got %d %v, want %d code %s", resp.StatusCode, p, tt.status, tt.code)
 			}
+			if p["type"] != "urn:relaygate:problem:"+tt.code {
+				t.Errorf("type: got %v, want urn:relaygate:problem:%s", p["type"], tt.code)
+			}
 			if d, _ := p["detail"].(string); strings.Contains(d, "127.0.0.1") {
 				t.Errorf("detail leaks the cause: %q", d)
 			}
