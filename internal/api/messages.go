@@ -28,9 +28,9 @@ type sendRequest struct {
 func (m *sendRequest) Validate() error {
 	switch {
 	case bytes.Equal(m.Message, []byte("null")):
-		return invalid("request body is invalid", FieldError{Pointer: "#/message", Detail: "must not be null"})
+		return invalid("request body is invalid", fieldError{Pointer: "#/message", Detail: "must not be null"})
 	case !utf8.Valid(m.Message):
-		return invalid("request body is invalid", FieldError{Pointer: "#/message", Detail: "must be valid UTF-8"})
+		return invalid("request body is invalid", fieldError{Pointer: "#/message", Detail: "must be valid UTF-8"})
 	}
 	return nil
 }
@@ -74,21 +74,21 @@ const (
 
 // handleSend handles "POST /messages".
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
-	if s.Draining() {
-		return newProblem(CodeDraining, "the gateway is shutting down")
+	if s.isDraining() {
+		return newProblem(codeDraining, "the gateway is shutting down")
 	}
 	delivery := deliverySend
 	if q := r.URL.Query(); q.Has("delivery") {
 		delivery = q.Get("delivery")
 		if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
-			return invalid("invalid query parameter", FieldError{Parameter: "delivery", Detail: "must be send or request"})
+			return invalid("invalid query parameter", fieldError{Parameter: "delivery", Detail: "must be send or request"})
 		}
 	}
 
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil {
-		return newProblem(CodeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+		return newProblem(codeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
 	}
 	msg := relay.Message{Type: relay.MessageText}
 	var contentType string
@@ -106,7 +106,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		contentType = "application/json"
 	case "text/plain":
 		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-			return newProblem(CodeUnsupportedMediaType, "text/plain must be UTF-8")
+			return newProblem(codeUnsupportedMediaType, "text/plain must be UTF-8")
 		}
 		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
 			return err
@@ -122,7 +122,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		msg.Type = relay.MessageBinary
 		contentType = "application/octet-stream"
 	default:
-		return newProblem(CodeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+		return newProblem(codeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
 	}
 	if msg.ID == "" {
 		msg.ID = relay.NewID()
@@ -140,7 +140,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	s.metrics.Relayed(msg.Type.String(), deliverySend, len(msg.Data))
 	if s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.log.LogAttrs(r.Context(), slog.LevelDebug, "message sent",
-			slog.String("request_id", RequestID(r.Context())), slog.String("id", msg.ID),
+			slog.String("request_id", requestIDFrom(r.Context())), slog.String("id", msg.ID),
 			slog.String("type", msg.Type.String()), slog.Int("bytes", len(msg.Data)))
 	}
 	return writeJSON(w, http.StatusAccepted, sentResponse{ID: msg.ID, Status: "sent"})
@@ -157,14 +157,14 @@ var hopHeaders = map[string]bool{
 // listener's answer, whatever its status, in a 200 "delivered" document.
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, msg relay.Message, contentType string) error {
 	if s.requester == nil {
-		return newProblem(CodeUnavailable, "delivery=request is not available on this gateway")
+		return newProblem(codeUnavailable, "delivery=request is not available on this gateway")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DeliveryTimeout)
 	defer cancel()
-	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: RequestID(r.Context()), ContentType: contentType, Body: msg.Data})
+	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: requestIDFrom(r.Context()), ContentType: contentType, Body: msg.Data})
 	if err != nil {
 		if errors.Is(err, ErrListenerBodyTooLarge) {
-			return &Problem{Code: CodeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}
+			return &problem{Code: codeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}
 		}
 		return err
 	}
