@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -155,15 +154,6 @@ func pollUntil(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling with a deadline, not synchronisation by sleep
 	}
-}
-
-func mustQuery(t testing.TB, addr string) url.Values {
-	t.Helper()
-	u, err := url.Parse(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Query()
 }
 
 func hasReason(resp *http.Response, want string) bool {
