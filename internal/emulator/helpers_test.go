@@ -144,18 +144,6 @@ func acceptAddr(t testing.TB, d *websocket.Dialer, addr string, h http.Header) *
 	return ws
 }
 
-// pollUntil polls cond until it holds or the test deadline passes.
-func pollUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline, not synchronisation by sleep
-	}
-}
-
 func hasReason(resp *http.Response, want string) bool {
 	return resp != nil && strings.Contains(resp.Status, want)
 }

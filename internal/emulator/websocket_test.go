@@ -15,6 +15,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestAcceptRelaysMessagesAndCloseCodes(t *testing.T) {
@@ -419,7 +420,7 @@ func TestDropConnectionsAndReconnect(t *testing.T) {
 	if _, _, err := cc.ReadMessage(); err == nil {
 		t.Fatal("control channel survived DropConnections")
 	}
-	pollUntil(t, "listener removed", func() bool { return s.ListenerCount("hc1") == 0 })
+	testlog.WaitFor(t, "listener removed", func() bool { return s.ListenerCount("hc1") == 0 })
 	listen(t, s, "hc1", relay.URLOptions{})
 	if n := s.ListenerCount("hc1"); n != 1 {
 		t.Fatalf("ListenerCount after reconnect = %d", n)

@@ -52,7 +52,7 @@ var fixedTime = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 func newHandler(t *testing.T, cfg Config, out io.Writer) *Handler {
 	t.Helper()
 	cfg.Now = func() time.Time { return fixedTime }
-	h, err := New(cfg, out, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	h, err := New(cfg, out, testlog.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
