@@ -29,6 +29,22 @@ var layerRules = []struct {
 		allow:  []string{module + "/internal/relay"},
 	},
 	{
+		name:   "api sees relay's types, never Prometheus, the emulator, config or metrics",
+		from:   "internal/api",
+		forbid: []string{"github.com/prometheus/", module + "/internal/emulator", module + "/internal/config", module + "/internal/metrics"},
+	},
+	{
+		name: "console sees relay's types, never chi, Prometheus, the api that mounts it, the emulator, config or metrics",
+		from: "internal/console",
+		forbid: []string{"github.com/go-chi/", "github.com/prometheus/", module + "/internal/api",
+			module + "/internal/emulator", module + "/internal/config", module + "/internal/metrics"},
+	},
+	{
+		name:   "forward sees relay's types, never the api, the emulator or config",
+		from:   "internal/forward",
+		forbid: []string{module + "/internal/api", module + "/internal/emulator", module + "/internal/config"},
+	},
+	{
 		name:        "emulator does not import api",
 		from:        "internal/emulator",
 		subpackages: true,
