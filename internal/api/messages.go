@@ -72,31 +72,56 @@ const (
 	deliveryRequest = "request"
 )
 
-// handleSend handles "POST /messages".
+// handleSend handles "POST /messages": it reads one message and sends it
+// (delivery=send, 202) or delivers it as an HTTP request to the listener
+// and returns the listener's answer (delivery=request, 200).
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	if s.isDraining() {
 		return newProblem(codeDraining, "the gateway is shutting down")
 	}
-	delivery := deliverySend
-	if q := r.URL.Query(); q.Has("delivery") {
-		delivery = q.Get("delivery")
-		if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
-			return invalid("invalid query parameter", fieldError{Parameter: "delivery", Detail: "must be send or request"})
-		}
+	delivery, err := deliveryMode(r)
+	if err != nil {
+		return err
 	}
+	msg, contentType, err := s.readMessage(w, r)
+	if err != nil {
+		return err
+	}
+	if delivery == deliveryRequest {
+		return s.deliver(w, r, msg, contentType)
+	}
+	return s.send(w, r, msg)
+}
 
+// deliveryMode returns the ?delivery= query parameter, send by default.
+func deliveryMode(r *http.Request) (string, error) {
+	q := r.URL.Query()
+	if !q.Has("delivery") {
+		return deliverySend, nil
+	}
+	delivery := q.Get("delivery")
+	if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
+		return "", invalid("invalid query parameter", fieldError{Parameter: "delivery", Detail: "must be send or request"})
+	}
+	return delivery, nil
+}
+
+// readMessage reads the message of a POST /messages by its Content-Type:
+// a JSON envelope, UTF-8 text or binary. contentType is what a listener
+// gets with delivery=request.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) (msg relay.Message, contentType string, err error) {
+	const unsupported = "Content-Type must be application/json, text/plain or application/octet-stream"
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil {
-		return newProblem(codeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+		return msg, "", newProblem(codeUnsupportedMediaType, unsupported)
 	}
-	msg := relay.Message{Type: relay.MessageText}
-	var contentType string
+	msg.Type = relay.MessageText
 	switch mt {
 	case "application/json":
 		req, err := decodeJSON[sendRequest](w, r, s.validate, s.cfg.MaxBodyBytes)
 		if err != nil {
-			return err
+			return msg, "", err
 		}
 		msg.ID = relay.NewID()
 		if req.ID != nil {
@@ -106,32 +131,32 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		contentType = "application/json"
 	case "text/plain":
 		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-			return newProblem(codeUnsupportedMediaType, "text/plain must be UTF-8")
+			return msg, "", newProblem(codeUnsupportedMediaType, "text/plain must be UTF-8")
 		}
 		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
-			return err
+			return msg, "", err
 		}
 		if !utf8.Valid(msg.Data) {
-			return invalid("text/plain body is not valid UTF-8")
+			return msg, "", invalid("text/plain body is not valid UTF-8")
 		}
 		contentType = "text/plain; charset=utf-8"
 	case "application/octet-stream":
 		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
-			return err
+			return msg, "", err
 		}
 		msg.Type = relay.MessageBinary
 		contentType = "application/octet-stream"
 	default:
-		return newProblem(codeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+		return msg, "", newProblem(codeUnsupportedMediaType, unsupported)
 	}
 	if msg.ID == "" {
 		msg.ID = relay.NewID()
 	}
+	return msg, contentType, nil
+}
 
-	if delivery == deliveryRequest {
-		return s.deliver(w, r, msg, contentType)
-	}
-
+// send hands msg to the relayer, bounded by SendTimeout, and answers 202.
+func (s *Server) send(w http.ResponseWriter, r *http.Request, msg relay.Message) error {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SendTimeout)
 	defer cancel()
 	if err := s.relayer.Send(ctx, msg); err != nil {
