@@ -409,7 +409,13 @@ func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, r
 		s.writeResponse(w, r, rawResponse{code: code, reason: cmd.StatusDescription, header: h, body: body})
 		return
 	}
-	// Body streamed from the rendezvous: one binary message.
+	s.streamListenerResponse(w, r, code, cmd.StatusDescription, h, noBody, rv)
+}
+
+// streamListenerResponse writes a response whose body the listener streams
+// on the rendezvous as one binary message: on the hijacked connection, as
+// a chunked body, so it need not fit in memory.
+func (s *Server) streamListenerResponse(w http.ResponseWriter, r *http.Request, code int, description string, h http.Header, noBody bool, rv *websocket.Conn) {
 	rv.SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
 	mt, body, err := rv.NextReader()
 	if err != nil || mt != websocket.BinaryMessage {
@@ -423,7 +429,7 @@ func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, r
 		return
 	}
 	defer conn.Close()
-	reason := sanitizeReason(cmd.StatusDescription)
+	reason := sanitizeReason(description)
 	if reason == "" {
 		reason = http.StatusText(code)
 	}
