@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/logging"
 )
 
@@ -57,15 +58,27 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
-	g, err := start(ctx, cfg, log, stderr)
+	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.Start(ctx); err != nil {
+		return errors.Join(fmt.Errorf("gateway: %w", err), shutdown(g, cfg))
+	}
+	g.Banner(stderr)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
-	case err := <-g.serveErr:
+	case err := <-g.Err():
 		log.Error("http server failed", "err", err)
 	}
-	return g.shutdown()
+	return shutdown(g, cfg)
+}
+
+// shutdown stops g within the grace period, on a fresh context (the
+// signal context is already done).
+func shutdown(g *gateway.Gateway, cfg config.Gateway) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return g.Shutdown(ctx)
 }

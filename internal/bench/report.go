@@ -158,7 +158,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, command, notes string) error {
 	p("| Machine | |\n|---|---|\n")
 	p("| CPU | %s |\n| runtime.NumCPU | %d (GOMAXPROCS %d) |\n| Go | %s |\n", rep.CPUModel, rep.NumCPU, rep.GOMAXPROCS, rep.GoVersion)
 	p("| Load average (1/5/15 min) | %s before, %s after |\n\n", rep.LoadBefore, rep.LoadAfter)
-	p("Everything runs on loopback in one process — the load generator, the gateway (api.Server over relay.Pool, wired as cmd/gateway with Prometheus metrics and an info-level request log, formatted and discarded), ")
+	p("Everything runs on loopback in one process — the load generator, the gateway (api.Server over relay.Pool, built by internal/gateway as cmd/gateway builds it, with Prometheus metrics and an info-level request log, formatted and discarded), ")
 	p("the relay emulator and a relay.Listener that counts what it receives — sharing the same %d CPUs; section 6 runs the cmd/gateway binary as a separate process instead of the in-process gateway. ", rep.NumCPU)
 	p("Figures are therefore lower than each part would reach alone, and on a shared machine they are noisy: compare ratios within one report, not absolute figures across reports. ")
 	p("Closed-loop points: %s warm-up, then a %s window; throughput is counted at the receiver in the window. ", rep.Options.Warmup, rep.Options.Window)

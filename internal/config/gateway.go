@@ -67,6 +67,15 @@ func LoadGateway() (Gateway, error) {
 	return c, err
 }
 
+// GatewayDefaults returns the configuration an empty environment gives
+// (local mode on 127.0.0.1:8080), without reading the environment: the
+// starting point of an in-process gateway such as the benchmark's.
+func GatewayDefaults() Gateway {
+	var c Gateway
+	setDefaults(&c)
+	return c
+}
+
 // GatewayUsage returns the table of every GATEWAY_* variable with its type,
 // default and description.
 func GatewayUsage() string {
@@ -91,7 +100,7 @@ func (c *Gateway) Validate() error {
 	switch {
 	case err != nil:
 		problems = append(problems, "GATEWAY_ADDR: must be host:port")
-	case !isLoopback(host) && len(c.APIKeys) == 0 && !c.AllowInsecureBind:
+	case !IsLoopback(host) && len(c.APIKeys) == 0 && !c.AllowInsecureBind:
 		problems = append(problems, "GATEWAY_ADDR: a non-loopback address needs GATEWAY_API_KEYS (or GATEWAY_ALLOW_INSECURE_BIND=true)")
 	}
 	for i, k := range c.APIKeys {
@@ -114,9 +123,9 @@ func (c *Gateway) Validate() error {
 	return nil
 }
 
-// isLoopback reports whether host is "localhost" or a loopback IP. An
+// IsLoopback reports whether host is "localhost" or a loopback IP. An
 // empty host (":8080") binds every interface, so it is not loopback.
-func isLoopback(host string) bool {
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,18 @@ func TestGatewayUsageNamesEveryVariable(t *testing.T) {
 		if !strings.Contains(u, want) {
 			t.Errorf("usage lacks %s", want)
 		}
+	}
+}
+
+// TestGatewayDefaultsMatchEmptyEnvironment checks GatewayDefaults against
+// what LoadGateway reads from an environment without GATEWAY_* variables.
+func TestGatewayDefaultsMatchEmptyEnvironment(t *testing.T) {
+	setEnv(t, GatewayPrefix, nil)
+	want, err := LoadGateway()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := GatewayDefaults(); !reflect.DeepEqual(got, want) {
+		t.Errorf("GatewayDefaults() = %+v\nLoadGateway() = %+v", got, want)
 	}
 }

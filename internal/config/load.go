@@ -156,3 +156,35 @@ func describe(fe validator.FieldError) string {
 func Usage(prefix string, c any) error {
 	return envconfig.Usagef(prefix, c, os.Stderr, envconfig.DefaultTableFormat)
 }
+
+// setDefaults sets every field of the struct c points to from its
+// `default` tag, as envconfig does with an empty environment, without
+// reading the environment. It supports the field types the configs use.
+func setDefaults(c any) {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		def, ok := t.Field(i).Tag.Lookup("default")
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		switch {
+		case f.Type() == reflect.TypeOf(time.Duration(0)):
+			d, _ := time.ParseDuration(def)
+			f.SetInt(int64(d))
+		case f.Kind() == reflect.String:
+			f.SetString(def)
+		case f.Kind() == reflect.Bool:
+			b, _ := strconv.ParseBool(def)
+			f.SetBool(b)
+		case f.Kind() >= reflect.Int && f.Kind() <= reflect.Int64:
+			n, _ := strconv.ParseInt(def, 0, 64)
+			f.SetInt(n)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+			f.Set(reflect.ValueOf(strings.Split(def, ",")))
+		default:
+			panic("config: setDefaults: unsupported field " + t.Field(i).Name)
+		}
+	}
+}
