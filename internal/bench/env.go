@@ -14,8 +14,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/relaygate/relaygate/internal/config"
-	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/emulator"
+	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
