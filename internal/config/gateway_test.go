@@ -1,6 +1,9 @@
 package config
 
 import (
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,7 +14,7 @@ import (
 
 func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
 	setEnv(t, GatewayPrefix, nil)
-	c, err := LoadGateway()
+	c, err := LoadGateway(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +43,7 @@ func TestLoadGatewaySources(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			setEnv(t, GatewayPrefix, tt.env)
-			c, err := LoadGateway()
+			c, err := LoadGateway(nil, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +67,7 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		"GATEWAY_SEND_TIMEOUT":      "1ms",
 		"GATEWAY_CORS_ORIGINS":      "https://a.example/path",
 	})
-	_, err := LoadGateway()
+	_, err := LoadGateway(nil, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -79,13 +82,13 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 	}
 
 	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"})
-	_, err = LoadGateway()
+	_, err = LoadGateway(nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_API_KEYS: key 1 is shorter") || !strings.Contains(err.Error(), "only one source") || strings.Contains(err.Error(), testSecret[:4]) {
 		t.Errorf("got %v", err)
 	}
 
 	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"})
-	_, err = LoadGateway()
+	_, err = LoadGateway(nil, io.Discard)
 	for _, want := range []string{"GATEWAY_POOL_SIZE", "GATEWAY_SEND_TIMEOUT", "GATEWAY_ALLOW_INSECURE_BIND"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parse errors: %v lacks %s", err, want)
@@ -93,7 +96,7 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 	}
 
 	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
-	if _, err = LoadGateway(); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
+	if _, err = LoadGateway(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
 		t.Errorf("unknown variable: got %v", err)
 	}
 }
@@ -124,8 +127,12 @@ func TestGatewayBindRules(t *testing.T) {
 }
 
 func TestGatewayUsageNamesEveryVariable(t *testing.T) {
-	t.Parallel()
-	u := GatewayUsage()
+	setEnv(t, GatewayPrefix, nil)
+	var help strings.Builder
+	if _, err := LoadGateway([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	u := help.String()
 	for _, want := range []string{"GATEWAY_CONNECTION_STRING", "GATEWAY_CONFIG_FILE", "GATEWAY_API_KEYS", "GATEWAY_CORS_ORIGINS", "GATEWAY_TOKEN_MAX_TTL", "GATEWAY_ALLOW_INSECURE_BIND", "GATEWAY_SHUTDOWN_TIMEOUT", "127.0.0.1:8080"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("usage lacks %s", want)
@@ -137,11 +144,11 @@ func TestGatewayUsageNamesEveryVariable(t *testing.T) {
 // what LoadGateway reads from an environment without GATEWAY_* variables.
 func TestGatewayDefaultsMatchEmptyEnvironment(t *testing.T) {
 	setEnv(t, GatewayPrefix, nil)
-	want, err := LoadGateway()
+	want, err := LoadGateway(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := GatewayDefaults(); !reflect.DeepEqual(got, want) {
-		t.Errorf("GatewayDefaults() = %+v\nLoadGateway() = %+v", got, want)
+		t.Errorf("GatewayDefaults() = %+v\nLoadGateway(nil, io.Discard) = %+v", got, want)
 	}
 }
