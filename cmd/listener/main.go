@@ -46,6 +46,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	client, err := cfg.RelayHTTPClient()
+	if err != nil {
+		return err
+	}
 	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
@@ -67,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TokenTTL:     cfg.TokenTTL,
 		PingInterval: cfg.PingInterval,
 		ReadLimit:    cfg.MaxMessageBytes,
+		HTTPClient:   client,
 	}, log)
 	if err != nil {
 		return err

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -20,6 +23,44 @@ type Relay struct {
 	KeyName          string `split_words:"true" desc:"explicit credentials: SAS rule name (the gateway needs the Send right, the listener Listen)"`
 	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
 	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a standalone relay-emulator"`
+
+	RelayCAFile string `split_words:"true" desc:"PEM file of extra CA certificates to trust for the relay's TLS (wss://, https://), added to the system's; e.g. the relay-emulator's RELAY_EMULATOR_TLS_CA_FILE"`
+}
+
+// rootCAs returns the system's CAs plus those of RelayCAFile, or nil when
+// it is unset (the system's alone). Errors name the variable under prefix.
+func (r Relay) rootCAs(prefix string) (*x509.CertPool, error) {
+	if r.RelayCAFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(r.RelayCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s_RELAY_CA_FILE: %w", prefix, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s_RELAY_CA_FILE %s: holds no PEM certificate", prefix, r.RelayCAFile)
+	}
+	return pool, nil
+}
+
+// httpClient returns the client for the relay's dials and requests: nil
+// (the relay package's default) without RelayCAFile, else one trusting
+// its CAs too. Without keep-alives: a WebSocket handshake is hijacked
+// anyway, and an idle connection left by a refused dial would only hold
+// up the relay's shutdown.
+func (r Relay) httpClient(prefix string) (*http.Client, error) {
+	roots, err := r.rootCAs(prefix)
+	if roots == nil || err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // explicit reports whether any of the explicit fields is set.

@@ -24,10 +24,12 @@ type Emulator struct {
 	AutoCreate bool     `split_words:"true" default:"true" desc:"create a hybrid connection on its first authorized use; false: undeclared ones are 404"`
 	DevEntity  string   `split_words:"true" default:"hc1" desc:"EntityPath of the printed development connection string (when no rule is given and no entity is declared)"`
 
-	TLS       bool     `split_words:"true" default:"false" desc:"serve wss:// and https://; without TLS_CERT/TLS_KEY a CA and certificate are generated and the CA written to TLS_CA_FILE"`
-	TLSCert   string   `split_words:"true" desc:"PEM certificate file to serve (implies TLS)"`
-	TLSKey    string   `split_words:"true" desc:"PEM private key file of TLS_CERT"`
-	TLSCAFile string   `split_words:"true" default:"relay-emulator-ca.pem" desc:"where the generated CA certificate is written for clients to trust"`
+	TLS     bool   `split_words:"true" default:"false" desc:"serve wss:// and https://; without RELAY_EMULATOR_TLS_CERT/RELAY_EMULATOR_TLS_KEY a CA and certificate are generated and the CA written to RELAY_EMULATOR_TLS_CA_FILE"`
+	TLSCert string `split_words:"true" desc:"PEM certificate file to serve (implies TLS)"`
+	TLSKey  string `split_words:"true" desc:"PEM private key file of RELAY_EMULATOR_TLS_CERT"`
+	// The tag names the variable: split_words would make TLSCA_FILE of
+	// the Go name.
+	TLSCAFile string   `envconfig:"TLS_CA_FILE" default:"relay-emulator-ca.pem" desc:"where the generated CA certificate is written for clients to trust (GATEWAY_RELAY_CA_FILE, LISTENER_RELAY_CA_FILE)"`
 	TLSHosts  []string `split_words:"true" desc:"host names and IPs of the generated certificate, comma-separated (default 127.0.0.1,::1,localhost)"`
 
 	TokenGrace      time.Duration `split_words:"true" default:"60s" validate:"min=1ms" desc:"how long an expired control channel token is tolerated before the channel is closed with 1008"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -110,6 +111,9 @@ func (c *Gateway) Validate() error {
 			problems = append(problems, fmt.Sprintf("GATEWAY_CORS_ORIGINS: %q is not an origin (scheme://host[:port])", o))
 		}
 	}
+	if _, err := c.Relay.rootCAs(GatewayPrefix); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n  "))
 	}
@@ -145,4 +149,11 @@ func (c *Gateway) Credentials() (relay.Credentials, error) {
 		return relay.Credentials{}, errors.New("credentials: none configured (local mode)")
 	}
 	return c.Relay.resolve(GatewayPrefix)
+}
+
+// RelayHTTPClient is the HTTP client for the relay's WebSocket dials and
+// HTTP requests: nil (the relay package's default) unless GATEWAY_RELAY_CA_FILE
+// names extra CAs to trust. Errors name the variable.
+func (c *Gateway) RelayHTTPClient() (*http.Client, error) {
+	return c.Relay.httpClient(GatewayPrefix)
 }

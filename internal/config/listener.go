@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -81,6 +82,9 @@ func (c *Listener) Validate() error {
 	if err := validateForward(name, c.Forward); err != nil {
 		problems = append(problems, err.Error())
 	}
+	if _, err := c.Relay.rootCAs(ListenerPrefix); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n  "))
 	}
@@ -134,4 +138,11 @@ func validateForward(name, raw string) error {
 // variable (or the config.json field) and never contain a key.
 func (c *Listener) Credentials() (relay.Credentials, error) {
 	return c.Relay.resolve(ListenerPrefix)
+}
+
+// RelayHTTPClient is the HTTP client for the relay's WebSocket dials and
+// HTTP requests: nil (the relay package's default) unless LISTENER_RELAY_CA_FILE
+// names extra CAs to trust. Errors name the variable.
+func (c *Listener) RelayHTTPClient() (*http.Client, error) {
+	return c.Relay.httpClient(ListenerPrefix)
 }

@@ -56,7 +56,7 @@ func load(prefix string, c validatable, cmd command, args []string, out io.Write
 			fmt.Fprintln(out, "\nFlags:")
 			fs.PrintDefaults()
 		}
-		fmt.Fprintf(out, "\nEnvironment variables:\n%s", usage(prefix, c))
+		fmt.Fprintf(out, "\n%s", usage(prefix, c))
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,6 +153,9 @@ func fromEnv(prefix string, c any) []string {
 		}
 		if err := set(f.v, s); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", f.name, err))
+			if def, ok := f.tag.Lookup("default"); ok {
+				_ = set(f.v, def) // so validation does not report it again
+			}
 		}
 	}
 	return problems

@@ -15,7 +15,6 @@ import (
 	"github.com/relaygate/relaygate/internal/api/apitest"
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
-	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -37,6 +36,8 @@ type e2e struct {
 	base   string
 	client *http.Client // every exchange validated against openapi.yaml
 	recv   chan frame
+
+	listenerClient *http.Client // the test listener's relay dials; nil: default
 }
 
 // testConfig is the gateway configuration of the tests: small pool, short
@@ -50,16 +51,17 @@ func testConfig() config.Gateway {
 	}
 }
 
-func newE2E(t *testing.T) *e2e {
+// newE2E starts the emulator, with its config changed by opts.
+func newE2E(t *testing.T, opts ...func(*emulator.Config)) *e2e {
 	t.Helper()
 	logs := testlog.Tee(t)
 	e := &e2e{t: t, logs: logs, recv: make(chan frame, 1024)}
 	e.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	emu, err := emulator.New(emulator.Config{
-		Addr:       "127.0.0.1:0",
-		Rules:      []emulator.Rule{{Name: emulatortest.KeyName, Key: emulatortest.RandomKey(), Rights: emulator.RightManage}},
-		AutoCreate: true,
-	}, e.log.With("component", "emulator"), nil)
+	cfg := emulator.Config{Addr: "127.0.0.1:0", Rules: []emulator.Rule{emulator.DevRule()}, AutoCreate: true}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	emu, err := emulator.New(cfg, e.log.With("component", "emulator"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +118,7 @@ func (e *e2e) startListener(h http.Handler) (stop func()) {
 			}
 		},
 		HTTPHandler: h,
+		HTTPClient:  e.listenerClient,
 		ReadLimit:   2 << 20,
 		Backoff:     []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond},
 	}, e.log.With("component", "test-listener"))

@@ -42,6 +42,7 @@ type Gateway struct {
 	relayer  api.Relayer
 	metrics  *metrics.Gateway
 	creds    relay.Credentials
+	client   *http.Client // relay dials; nil: the relay package's default
 	serveErr chan error
 
 	// Local mode only, static after New.
@@ -86,6 +87,9 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 	} else if g.creds, err = cfg.Credentials(); err != nil {
 		return nil, err
 	}
+	if g.client, err = cfg.RelayHTTPClient(); err != nil {
+		return nil, err
+	}
 	g.metrics = metrics.New()
 	if g.relayer == nil {
 		if g.pool, err = g.newPool(); err != nil {
@@ -105,7 +109,7 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		MetricsHandler:  g.metrics.Handler(),
 		Console:         g.consoleHandlers(),
 	}, g.relayer, &api.RelayRequester{
-		Doer:         &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL},
+		Doer:         &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL, Client: requestClient(g.client)},
 		MaxBodyBytes: cfg.MaxBodyBytes,
 	}, log.With("component", "api"), g.metrics)
 	g.srv = g.api.HTTPServer(g.api.Handler())
@@ -129,7 +133,19 @@ func (g *Gateway) newPool() (*relay.Pool, error) {
 		TokenTTL:        cfg.TokenTTL,
 		RenewBefore:     min(5*time.Minute, cfg.TokenTTL/2),
 		MaxMessageBytes: cfg.MaxBodyBytes + 64<<10, // the JSON envelope adds at most a few hundred bytes
+		HTTPClient:      g.client,
 	}, g.log.With("component", "pool"), g.metrics)
+}
+
+// requestClient is dial's TLS settings with keep-alives, for HTTP request
+// mode; nil stays nil (http.DefaultClient).
+func requestClient(dial *http.Client) *http.Client {
+	if dial == nil {
+		return nil
+	}
+	tr := dial.Transport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = false
+	return &http.Client{Transport: tr}
 }
 
 // Start binds cfg.Addr synchronously (so "address in use" is its error)
