@@ -43,18 +43,6 @@ func imageEnv(t *testing.T) (env map[string]string, exposed []string) {
 	return env, exposed
 }
 
-// buildGateway builds cmd/gateway into a temporary directory of t.
-func buildGateway(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gateway")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gateway")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/gateway: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // gatewayProcess is the gateway binary running with an image's
 // environment.
 type gatewayProcess struct {
@@ -139,7 +127,7 @@ func TestDockerfileEnvironment(t *testing.T) {
 		t.Errorf("the image's environment alone: got %v, want a refusal naming GATEWAY_API_KEYS", err)
 	}
 
-	bin := buildGateway(t)
+	bin := filepath.Join(buildBinaries(t, "gateway"), "gateway")
 	const apiKey = "dockerfile-test-key-0123456789"
 	for _, tt := range []struct {
 		name       string
