@@ -6,7 +6,7 @@
 // Start binds and serves, Shutdown drains (readyz 503, in-flight requests
 // finish, then pooled connections close).
 //
-// cmd/gateway only loads the configuration, sets up logging and signals
-// and calls Serve; the benchmark (internal/bench) builds its gateway here
+// cmd/gateway only loads the configuration, sets up logging and signals,
+// and calls New, Start, Banner and Shutdown; the benchmark (internal/bench) builds its gateway here
 // too, so there is one wiring.
 package gateway

@@ -30,8 +30,8 @@ var (
 const LocalEntity = "relaygate"
 
 // Gateway is the running gateway: HTTP server, pool and, in local mode,
-// the emulator and listener. Built by New, served by Start or Serve,
-// stopped by Shutdown.
+// the emulator and listener. Built by New, served by Start, stopped by
+// Shutdown (cmd/gateway waits for a signal or Err in between).
 type Gateway struct {
 	// Static after New.
 	cfg      config.Gateway
@@ -181,26 +181,6 @@ func (g *Gateway) Start(ctx context.Context) error {
 	return nil
 }
 
-// Serve starts the gateway and serves until ctx is done or the server
-// fails, then shuts down within cfg.ShutdownTimeout (a fresh context: ctx
-// is already done by then).
-func (g *Gateway) Serve(ctx context.Context) error {
-	if err := g.Start(ctx); err != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
-		defer cancel()
-		return errors.Join(err, g.closeRelay(sctx))
-	}
-	select {
-	case <-ctx.Done():
-		g.log.Info("shutting down", "grace", g.cfg.ShutdownTimeout)
-	case err := <-g.serveErr:
-		g.log.Error("http server failed", "err", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
-	defer cancel()
-	return g.Shutdown(sctx)
-}
-
 // Err delivers the HTTP server's error if it stops serving on its own.
 func (g *Gateway) Err() <-chan error { return g.serveErr }
 
@@ -211,9 +191,6 @@ func (g *Gateway) Addr() string {
 	}
 	return g.ln.Addr().String()
 }
-
-// Local reports whether the gateway runs in local mode.
-func (g *Gateway) Local() bool { return g.emu != nil }
 
 // Pool is the sender pool, nil with WithRelayer.
 func (g *Gateway) Pool() *relay.Pool { return g.pool }
