@@ -103,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TokenTTL:     cfg.TokenTTL,
 		PingInterval: cfg.PingInterval,
 		ReadLimit:    cfg.MaxMessageBytes,
+		// Validated by config: header, query or auto.
+		TokenPlacement: relay.TokenPlacement(cfg.TokenPlacement),
 	}, log)
 	if err != nil {
 		return err
