@@ -15,9 +15,10 @@ func (g *gateway) consoleHandlers() api.ConsoleHandlers {
 			Namespace: g.creds.Host,
 			Entity:    g.creds.EntityPath,
 		},
-		Pool:         g.pool,
+		Pool:         g.poolStatser(),
 		Feed:         g.feed,
 		MaxBodyBytes: g.cfg.MaxBodyBytes,
+		Delivery:     g.cfg.Mode,
 	})
 	return api.ConsoleHandlers{Page: c.Page(), Status: c.Status(), Events: c.Events()}
 }

@@ -40,6 +40,7 @@ type gateway struct {
 	srv      *http.Server
 	ln       net.Listener
 	pool     *relay.Pool
+	reqOnly  *api.RequestOnly // GATEWAY_MODE=request only; pool is nil then
 	metrics  *metrics.Gateway
 	creds    relay.Credentials
 	serveErr chan error
@@ -79,21 +80,31 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 
 	m := metrics.New()
 	g.metrics = m
-	pool, err := relay.NewPool(relay.PoolConfig{
-		Credentials:     g.creds,
-		Size:            cfg.PoolSize,
-		QueueSize:       cfg.QueueSize,
-		WriteTimeout:    cfg.WriteTimeout,
-		DialTimeout:     cfg.DialTimeout,
-		PingInterval:    cfg.PingInterval,
-		TokenTTL:        cfg.TokenTTL,
-		RenewBefore:     min(5*time.Minute, cfg.TokenTTL/2),
-		MaxMessageBytes: cfg.MaxBodyBytes + 64<<10, // the JSON envelope adds at most a few hundred bytes
-	}, log.With("component", "pool"), m)
-	if err != nil {
-		return nil, err
+	requester := &api.RelayRequester{
+		Doer:         &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL, TokenPlacement: relay.TokenPlacement(cfg.TokenPlacement)},
+		MaxBodyBytes: cfg.MaxBodyBytes,
 	}
-	g.pool = pool
+	var relayer api.Relayer
+	if cfg.Mode == config.GatewayModeRequest {
+		relayer = g.startRequestOnly(requester) // no sender WebSockets: see requestmode.go
+	} else {
+		pool, err := relay.NewPool(relay.PoolConfig{
+			Credentials:     g.creds,
+			Size:            cfg.PoolSize,
+			QueueSize:       cfg.QueueSize,
+			WriteTimeout:    cfg.WriteTimeout,
+			DialTimeout:     cfg.DialTimeout,
+			PingInterval:    cfg.PingInterval,
+			TokenTTL:        cfg.TokenTTL,
+			RenewBefore:     min(5*time.Minute, cfg.TokenTTL/2),
+			MaxMessageBytes: cfg.MaxBodyBytes + 64<<10, // the JSON envelope adds at most a few hundred bytes
+			TokenPlacement:  relay.TokenPlacement(cfg.TokenPlacement),
+		}, log.With("component", "pool"), m)
+		if err != nil {
+			return nil, err
+		}
+		g.pool, relayer = pool, pool
+	}
 
 	g.api = api.New(api.Config{
 		Credentials:     g.creds,
@@ -106,10 +117,8 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 		CORSOrigins:     cfg.CORSOrigins,
 		MetricsHandler:  m.Handler(),
 		Console:         g.consoleHandlers(),
-	}, pool, &api.RelayRequester{
-		Doer:         &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL},
-		MaxBodyBytes: cfg.MaxBodyBytes,
-	}, log.With("component", "api"), m)
+		RequestOnly:     g.reqOnly != nil,
+	}, relayer, g.requester(requester), log.With("component", "api"), m)
 	g.srv = g.api.HTTPServer(g.api.Handler())
 	// Shutdown does not interrupt handlers: end the console's streams, and
 	// do not wait 5 s for browsers' unused preconnected sockets.
@@ -133,14 +142,14 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 		// Give the banner a ready pool; if the first dials are slow the
 		// gateway still serves (503 until ready).
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := pool.WaitReady(wctx); err != nil {
+		if err := g.waitReady(wctx); err != nil {
 			log.Warn("pool not ready yet", "err", err)
 		}
 		cancel()
 		g.banner(out)
 	}
 	log.Info("gateway listening", "addr", g.Addr(), "relay", g.creds, "local_mode", g.emu != nil,
-		"pool_size", cfg.PoolSize, "api_keys", len(cfg.APIKeys))
+		"mode", cfg.Mode, "pool_size", cfg.PoolSize, "api_keys", len(cfg.APIKeys))
 	return g, nil
 }
 
@@ -231,6 +240,9 @@ func (g *gateway) closeRelay(ctx context.Context) error {
 	var errs []error
 	if g.pool != nil {
 		errs = append(errs, g.pool.Close(ctx))
+	}
+	if g.reqOnly != nil {
+		g.reqOnly.Close()
 	}
 	if g.listener != nil {
 		_ = g.listener.Close()

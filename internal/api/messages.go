@@ -78,11 +78,18 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		return newProblem(CodeDraining, "the gateway is shutting down")
 	}
 	delivery := deliverySend
+	if s.cfg.RequestOnly {
+		delivery = deliveryRequest
+	}
 	if q := r.URL.Query(); q.Has("delivery") {
 		delivery = q.Get("delivery")
 		if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
 			return invalid("invalid query parameter", FieldError{Parameter: "delivery", Detail: "must be send or request"})
 		}
+	}
+	if s.cfg.RequestOnly && delivery == deliverySend {
+		return invalid("invalid query parameter", FieldError{Parameter: "delivery",
+			Detail: "must be request: this gateway delivers in HTTP request mode only (its listener serves no WebSockets)"})
 	}
 
 	ct := r.Header.Get("Content-Type")

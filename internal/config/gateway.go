@@ -16,6 +16,12 @@ import (
 // GatewayPrefix is the environment prefix of cmd/gateway.
 const GatewayPrefix = "GATEWAY"
 
+// Values of GATEWAY_MODE.
+const (
+	GatewayModePool    = "pool"
+	GatewayModeRequest = "request"
+)
+
 // Gateway is cmd/gateway's configuration, read from GATEWAY_* variables.
 // At most one credential source is used: ConnectionString, ConfigFile, or
 // the explicit fields (Namespace, EntityPath, KeyName, Key). With none the
