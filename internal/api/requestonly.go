@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,9 @@ const (
 	// ProbeInterval is how old the newest request-mode outcome may be
 	// before /readyz starts a probe.
 	ProbeInterval = 10 * time.Second
+	// RetryProbeInterval replaces ProbeInterval while not ready, so that
+	// readiness returns soon after a listener connects.
+	RetryProbeInterval = time.Second
 	// probeTimeout bounds one probe.
 	probeTimeout = 10 * time.Second
 	// HeaderProbe marks a readiness probe, so a listener can tell it from
@@ -45,7 +49,8 @@ type Prober interface {
 // /messages or a probe: ready when a listener answered, whatever its
 // status; not ready when the relay had no listener, refused the
 // credentials, could not be reached or did not answer in time. When that
-// outcome is older than ProbeInterval (or there is none yet), Ready starts
+// outcome is older than ProbeInterval (RetryProbeInterval while not
+// ready), or there is none yet, Ready starts
 // one probe in the background and answers with what it knew, so /readyz
 // never waits for the relay and an idle gateway sends no probe unless
 // something asks /readyz.
@@ -105,15 +110,22 @@ func (r *RequestOnly) Request(ctx context.Context, req ListenerRequest) (*Listen
 func (r *RequestOnly) Ready() (bool, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.probing && r.ctx.Err() == nil && (r.at.IsZero() || r.now().Sub(r.at) >= ProbeInterval) {
+	stale := ProbeInterval
+	if r.reason != "" {
+		stale = RetryProbeInterval
+	}
+	if !r.probing && r.ctx.Err() == nil && (r.at.IsZero() || r.now().Sub(r.at) >= stale) {
 		r.probing = true
 		r.wg.Go(r.runProbe)
 	}
 	return r.reason == "", r.reason
 }
 
-// WaitReady probes until a listener answers or ctx ends (ctx.Err()).
+// WaitReady probes, every RetryProbeInterval, until a listener answers or
+// ctx ends (ctx.Err()).
 func (r *RequestOnly) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(RetryProbeInterval)
+	defer tick.Stop()
 	for {
 		r.mu.Lock()
 		ch := r.changed
@@ -123,6 +135,7 @@ func (r *RequestOnly) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ch:
+		case <-tick.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -180,13 +193,15 @@ func notReadyReason(err error) string {
 	return "request mode: relay unreachable"
 }
 
-// Probe sends OPTIONS with the HeaderProbe header and no body to the
-// listener: nil when a listener answered (any status), else an error
-// wrapping relay's sentinels.
+// Probe sends OPTIONS with the HeaderProbe header to the listener: nil
+// when a listener answered (any status), else an error wrapping relay's
+// sentinels. The request carries a small text/plain body ("readyz"):
+// Microsoft's hyco-https 1.4.5 never answers a request without a body.
 func (q *RelayRequester) Probe(ctx context.Context) error {
 	h := http.Header{}
 	h.Set(HeaderProbe, "readyz")
-	resp, err := q.Doer.Do(ctx, http.MethodOptions, "", nil, h, nil)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	resp, err := q.Doer.Do(ctx, http.MethodOptions, "", nil, h, strings.NewReader("readyz"))
 	if err != nil {
 		return err
 	}
