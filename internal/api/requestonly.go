@@ -96,10 +96,11 @@ func (r *RequestOnly) Send(ctx context.Context, m relay.Message) error {
 }
 
 // Request delivers req through the Requester and records the outcome for
-// Ready.
+// Ready, unless the client gave up first (ctx cancelled), which says
+// nothing about the relay.
 func (r *RequestOnly) Request(ctx context.Context, req ListenerRequest) (*ListenerResponse, error) {
 	resp, err := r.rq.Request(ctx, req)
-	if ctx.Err() == nil || err == nil {
+	if err == nil || !errors.Is(ctx.Err(), context.Canceled) {
 		r.record(err)
 	}
 	return resp, err
