@@ -201,3 +201,27 @@ func TestRequestModeGatewayWithHycoHTTPS(t *testing.T) {
 	}
 	testlog.AssertNoSecrets(t, e.logs.String(), lc.Key, "sig=")
 }
+
+// TestPoolModeCrashesHycoHTTPS documents why request-only mode exists: a
+// pool-mode gateway's sender WebSockets make the relay send hyco-https an
+// accept command, which crashes it (ReferenceError: Extensions is not
+// defined, §11.2).
+func TestPoolModeCrashesHycoHTTPS(t *testing.T) {
+	t.Parallel()
+	bin := emulatortest.RequireNode(t)
+	e := newE2E(t)
+	lc := e.emu.ListenerCredentials(entity)
+	node := emulatortest.StartNode(t, bin, "https-listener.js", lc.WebSocketURL(relay.ActionListen, relay.URLOptions{}).String(), lc)
+	node.WaitLine(t, "ready", 10*time.Second)
+	eventually(t, 10*time.Second, "hyco-https registered", func() bool { return e.emu.ListenerCount(entity) == 1 })
+
+	e.startGateway(nil) // GATEWAY_MODE=pool
+	select {
+	case <-node.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("hyco-https survived a pool-mode gateway's sender WebSockets")
+	}
+	if !strings.Contains(node.Stderr(), "Extensions is not defined") {
+		t.Fatalf("hyco-https exited (%v) without the known crash:\n%s", node.Err(), node.Stderr())
+	}
+}
