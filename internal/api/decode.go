@@ -52,7 +52,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 
 // decodeJSON strictly decodes one JSON object of type T from r's body:
 // at most limit bytes (413), no unknown fields, no trailing data, then the
-// validator's tags and T's Validate. Every failure is a *Problem (or a
+// validator's tags and T's Validate. Every failure is a *problem (or a
 // *http.MaxBytesError) that names the offending fields.
 func decodeJSON[T any, PT interface {
 	*T
@@ -78,13 +78,13 @@ func decodeJSON[T any, PT interface {
 			return dst, err
 		}
 		for _, fe := range ve {
-			p.Errors = append(p.Errors, FieldError{Pointer: pointerFromNamespace(fe.Namespace()), Detail: describeField(fe)})
+			p.Errors = append(p.Errors, fieldError{Pointer: pointerFromNamespace(fe.Namespace()), Detail: describeField(fe)})
 		}
 	}
 	// Cross-field rules run too, so one response lists every problem.
 	if err := PT(&dst).Validate(); err != nil {
-		var vp *Problem
-		if !errors.As(err, &vp) || vp.Code != CodeInvalidArgument {
+		var vp *problem
+		if !errors.As(err, &vp) || vp.Code != codeInvalidArgument {
 			return dst, err
 		}
 		if len(vp.Errors) == 0 && len(p.Errors) == 0 {
@@ -99,7 +99,7 @@ func decodeJSON[T any, PT interface {
 }
 
 // jsonProblem explains a json decoding error without echoing the input.
-func jsonProblem(err error) *Problem {
+func jsonProblem(err error) *problem {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
@@ -111,13 +111,13 @@ func jsonProblem(err error) *Problem {
 		if te.Field == "" {
 			return invalid("request body must be a JSON object")
 		}
-		return invalid("request body is invalid", FieldError{Pointer: pointer(strings.Split(te.Field, ".")...), Detail: "must be a JSON " + jsonKind(te.Type)})
+		return invalid("request body is invalid", fieldError{Pointer: pointer(strings.Split(te.Field, ".")...), Detail: "must be a JSON " + jsonKind(te.Type)})
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
 		if n, uerr := unquote(name); uerr == nil {
 			name = n
 		}
-		return invalid("request body is invalid", FieldError{Pointer: pointer(name), Detail: "is not a known field"})
+		return invalid("request body is invalid", fieldError{Pointer: pointer(name), Detail: "is not a known field"})
 	}
 	return invalid("request body is not valid JSON")
 }

@@ -28,9 +28,9 @@ type sendRequest struct {
 func (m *sendRequest) Validate() error {
 	switch {
 	case bytes.Equal(m.Message, []byte("null")):
-		return invalid("request body is invalid", FieldError{Pointer: "#/message", Detail: "must not be null"})
+		return invalid("request body is invalid", fieldError{Pointer: "#/message", Detail: "must not be null"})
 	case !utf8.Valid(m.Message):
-		return invalid("request body is invalid", FieldError{Pointer: "#/message", Detail: "must be valid UTF-8"})
+		return invalid("request body is invalid", fieldError{Pointer: "#/message", Detail: "must be valid UTF-8"})
 	}
 	return nil
 }
@@ -72,38 +72,65 @@ const (
 	deliveryRequest = "request"
 )
 
-// handleSend handles "POST /messages".
+// handleSend handles "POST /messages": it reads one message and sends it
+// (delivery=send, 202) or delivers it as an HTTP request to the listener
+// and returns the listener's answer (delivery=request, 200).
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
-	if s.Draining() {
-		return newProblem(CodeDraining, "the gateway is shutting down")
+	if s.isDraining() {
+		return newProblem(codeDraining, "the gateway is shutting down")
 	}
-	delivery := deliverySend
-	if s.cfg.RequestOnly {
-		delivery = deliveryRequest
+	delivery, err := deliveryMode(r, s.cfg.RequestOnly)
+	if err != nil {
+		return err
 	}
-	if q := r.URL.Query(); q.Has("delivery") {
-		delivery = q.Get("delivery")
-		if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
-			return invalid("invalid query parameter", FieldError{Parameter: "delivery", Detail: "must be send or request"})
+	msg, contentType, err := s.readMessage(w, r)
+	if err != nil {
+		return err
+	}
+	if delivery == deliveryRequest {
+		return s.deliver(w, r, msg, contentType)
+	}
+	return s.send(w, r, msg)
+}
+
+// deliveryMode returns the ?delivery= query parameter, send by default. A
+// request-only server (Config.RequestOnly) defaults to request and refuses
+// send.
+func deliveryMode(r *http.Request, requestOnly bool) (string, error) {
+	q := r.URL.Query()
+	if !q.Has("delivery") {
+		if requestOnly {
+			return deliveryRequest, nil
 		}
+		return deliverySend, nil
 	}
-	if s.cfg.RequestOnly && delivery == deliverySend {
-		return invalid("invalid query parameter", FieldError{Parameter: "delivery",
+	delivery := q.Get("delivery")
+	if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
+		return "", invalid("invalid query parameter", fieldError{Parameter: "delivery", Detail: "must be send or request"})
+	}
+	if requestOnly && delivery == deliverySend {
+		return "", invalid("invalid query parameter", fieldError{Parameter: "delivery",
 			Detail: "must be request: this gateway delivers in HTTP request mode only (its listener serves no WebSockets)"})
 	}
+	return delivery, nil
+}
 
+// readMessage reads the message of a POST /messages by its Content-Type:
+// a JSON envelope, UTF-8 text or binary. contentType is what a listener
+// gets with delivery=request.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) (msg relay.Message, contentType string, err error) {
+	const unsupported = "Content-Type must be application/json, text/plain or application/octet-stream"
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil {
-		return newProblem(CodeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+		return msg, "", newProblem(codeUnsupportedMediaType, unsupported)
 	}
-	msg := relay.Message{Type: relay.MessageText}
-	var contentType string
+	msg.Type = relay.MessageText
 	switch mt {
 	case "application/json":
 		req, err := decodeJSON[sendRequest](w, r, s.validate, s.cfg.MaxBodyBytes)
 		if err != nil {
-			return err
+			return msg, "", err
 		}
 		msg.ID = relay.NewID()
 		if req.ID != nil {
@@ -113,32 +140,32 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		contentType = "application/json"
 	case "text/plain":
 		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-			return newProblem(CodeUnsupportedMediaType, "text/plain must be UTF-8")
+			return msg, "", newProblem(codeUnsupportedMediaType, "text/plain must be UTF-8")
 		}
 		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
-			return err
+			return msg, "", err
 		}
 		if !utf8.Valid(msg.Data) {
-			return invalid("text/plain body is not valid UTF-8")
+			return msg, "", invalid("text/plain body is not valid UTF-8")
 		}
 		contentType = "text/plain; charset=utf-8"
 	case "application/octet-stream":
 		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
-			return err
+			return msg, "", err
 		}
 		msg.Type = relay.MessageBinary
 		contentType = "application/octet-stream"
 	default:
-		return newProblem(CodeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+		return msg, "", newProblem(codeUnsupportedMediaType, unsupported)
 	}
 	if msg.ID == "" {
 		msg.ID = relay.NewID()
 	}
+	return msg, contentType, nil
+}
 
-	if delivery == deliveryRequest {
-		return s.deliver(w, r, msg, contentType)
-	}
-
+// send hands msg to the relayer, bounded by SendTimeout, and answers 202.
+func (s *Server) send(w http.ResponseWriter, r *http.Request, msg relay.Message) error {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SendTimeout)
 	defer cancel()
 	if err := s.relayer.Send(ctx, msg); err != nil {
@@ -147,7 +174,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	s.metrics.Relayed(msg.Type.String(), deliverySend, len(msg.Data))
 	if s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.log.LogAttrs(r.Context(), slog.LevelDebug, "message sent",
-			slog.String("request_id", RequestID(r.Context())), slog.String("id", msg.ID),
+			slog.String("request_id", requestIDFrom(r.Context())), slog.String("id", msg.ID),
 			slog.String("type", msg.Type.String()), slog.Int("bytes", len(msg.Data)))
 	}
 	return writeJSON(w, http.StatusAccepted, sentResponse{ID: msg.ID, Status: "sent"})
@@ -164,14 +191,14 @@ var hopHeaders = map[string]bool{
 // listener's answer, whatever its status, in a 200 "delivered" document.
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, msg relay.Message, contentType string) error {
 	if s.requester == nil {
-		return newProblem(CodeUnavailable, "delivery=request is not available on this gateway")
+		return newProblem(codeUnavailable, "delivery=request is not available on this gateway")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DeliveryTimeout)
 	defer cancel()
-	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: RequestID(r.Context()), ContentType: contentType, Body: msg.Data})
+	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: requestIDFrom(r.Context()), ContentType: contentType, Body: msg.Data})
 	if err != nil {
 		if errors.Is(err, ErrListenerBodyTooLarge) {
-			return &Problem{Code: CodeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}
+			return &problem{Code: codeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}
 		}
 		return err
 	}

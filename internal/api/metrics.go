@@ -16,9 +16,9 @@ type Metrics interface {
 	Relayed(frame, delivery string, bytes int)
 }
 
-// NopMetrics discards everything.
-type NopMetrics struct{}
+// nopMetrics discards everything.
+type nopMetrics struct{}
 
-func (NopMetrics) ObserveRequest(string, string, int, time.Duration) {}
-func (NopMetrics) Problem(string)                                    {}
-func (NopMetrics) Relayed(string, string, int)                       {}
+func (nopMetrics) ObserveRequest(string, string, int, time.Duration) {}
+func (nopMetrics) Problem(string)                                    {}
+func (nopMetrics) Relayed(string, string, int)                       {}

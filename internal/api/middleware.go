@@ -20,8 +20,8 @@ type ctxKey int
 
 const requestIDKey ctxKey = iota
 
-// RequestID returns the request id set by the RequestID middleware, or "".
-func RequestID(ctx context.Context) string {
+// requestIDFrom returns the request id set by the requestID middleware, or "".
+func requestIDFrom(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey).(string)
 	return id
 }
@@ -75,7 +75,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 				return
 			}
 			s.log.LogAttrs(r.Context(), level, "http request",
-				slog.String("request_id", RequestID(r.Context())),
+				slog.String("request_id", requestIDFrom(r.Context())),
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.String("route", route),
@@ -102,11 +102,11 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelError, "panic",
-				slog.String("request_id", RequestID(r.Context())), slog.Any("panic", v))
+				slog.String("request_id", requestIDFrom(r.Context())), slog.Any("panic", v))
 			if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
 				return
 			}
-			s.writeProblem(w, r, &Problem{Code: CodeInternal, Detail: "internal error"})
+			s.writeProblem(w, r, &problem{Code: codeInternal, Detail: "internal error"})
 		}()
 		next.ServeHTTP(w, r)
 	})
@@ -162,7 +162,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			presented = strings.TrimSpace(a[7:])
 		}
 		if presented == "" {
-			s.writeProblem(w, r, newProblem(CodeUnauthenticated, "an API key is required (Authorization: Bearer <key> or X-API-Key)"))
+			s.writeProblem(w, r, newProblem(codeUnauthenticated, "an API key is required (Authorization: Bearer <key> or X-API-Key)"))
 			return
 		}
 		d := hashKey(presented)
@@ -171,7 +171,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			ok |= subtle.ConstantTimeCompare(d[:], s.keys[i][:])
 		}
 		if ok != 1 {
-			s.writeProblem(w, r, newProblem(CodeUnauthenticated, "the API key is not valid"))
+			s.writeProblem(w, r, newProblem(codeUnauthenticated, "the API key is not valid"))
 			return
 		}
 		next.ServeHTTP(w, r)

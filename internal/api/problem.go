@@ -17,21 +17,21 @@ import (
 // Problem codes. Stable snake_case; clients may switch on them. The codes
 // table below is the only place a code gets its status and title.
 const (
-	CodeInvalidArgument      = "invalid_argument"
-	CodeUnauthenticated      = "unauthenticated"
-	CodeNotFound             = "not_found"
-	CodeMethodNotAllowed     = "method_not_allowed"
-	CodePayloadTooLarge      = "payload_too_large"
-	CodeUnsupportedMediaType = "unsupported_media_type"
-	CodeInternal             = "internal"
-	CodeRelayAuth            = "relay_auth"
-	CodeRelayError           = "relay_error"
-	CodeNoListener           = "no_listener"
-	CodeUnavailable          = "unavailable"
-	CodeOverloaded           = "overloaded"
-	CodeDraining             = "draining"
-	CodeNotReady             = "not_ready"
-	CodeTimeout              = "timeout"
+	codeInvalidArgument      = "invalid_argument"
+	codeUnauthenticated      = "unauthenticated"
+	codeNotFound             = "not_found"
+	codeMethodNotAllowed     = "method_not_allowed"
+	codePayloadTooLarge      = "payload_too_large"
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeInternal             = "internal"
+	codeRelayAuth            = "relay_auth"
+	codeRelayError           = "relay_error"
+	codeNoListener           = "no_listener"
+	codeUnavailable          = "unavailable"
+	codeOverloaded           = "overloaded"
+	codeDraining             = "draining"
+	codeNotReady             = "not_ready"
+	codeTimeout              = "timeout"
 )
 
 // problemTypePrefix + code is each problem's "type" URI.
@@ -43,97 +43,97 @@ var codes = map[string]struct {
 	status int
 	title  string
 }{
-	CodeInvalidArgument:      {http.StatusBadRequest, "Invalid argument"},
-	CodeUnauthenticated:      {http.StatusUnauthorized, "Missing or invalid API key"},
-	CodeNotFound:             {http.StatusNotFound, "Not found"},
-	CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
-	CodePayloadTooLarge:      {http.StatusRequestEntityTooLarge, "Payload too large"},
-	CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type"},
-	CodeInternal:             {http.StatusInternalServerError, "Internal error"},
-	CodeRelayAuth:            {http.StatusBadGateway, "Relay refused the gateway's credentials"},
-	CodeRelayError:           {http.StatusBadGateway, "Relay error"},
-	CodeNoListener:           {http.StatusServiceUnavailable, "No listener connected"},
-	CodeUnavailable:          {http.StatusServiceUnavailable, "No healthy relay connection"},
-	CodeOverloaded:           {http.StatusServiceUnavailable, "Gateway overloaded"},
-	CodeDraining:             {http.StatusServiceUnavailable, "Gateway shutting down"},
-	CodeNotReady:             {http.StatusServiceUnavailable, "Not ready"},
-	CodeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
+	codeInvalidArgument:      {http.StatusBadRequest, "Invalid argument"},
+	codeUnauthenticated:      {http.StatusUnauthorized, "Missing or invalid API key"},
+	codeNotFound:             {http.StatusNotFound, "Not found"},
+	codeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
+	codePayloadTooLarge:      {http.StatusRequestEntityTooLarge, "Payload too large"},
+	codeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	codeInternal:             {http.StatusInternalServerError, "Internal error"},
+	codeRelayAuth:            {http.StatusBadGateway, "Relay refused the gateway's credentials"},
+	codeRelayError:           {http.StatusBadGateway, "Relay error"},
+	codeNoListener:           {http.StatusServiceUnavailable, "No listener connected"},
+	codeUnavailable:          {http.StatusServiceUnavailable, "No healthy relay connection"},
+	codeOverloaded:           {http.StatusServiceUnavailable, "Gateway overloaded"},
+	codeDraining:             {http.StatusServiceUnavailable, "Gateway shutting down"},
+	codeNotReady:             {http.StatusServiceUnavailable, "Not ready"},
+	codeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
 }
 
-// FieldError is one entry of a problem's "errors": Pointer is a JSON
+// fieldError is one entry of a problem's "errors": Pointer is a JSON
 // Pointer in URI-fragment form ("#/message") into the request body;
 // Parameter names a query parameter instead.
-type FieldError struct {
+type fieldError struct {
 	Pointer   string `json:"pointer,omitempty"`
 	Parameter string `json:"parameter,omitempty"`
 	Detail    string `json:"detail"`
 }
 
-// Problem is an error a handler returns to get a specific problem
+// problem is an error a handler returns to get a specific problem
 // response. Err is the cause: it is logged, never serialized.
-type Problem struct {
+type problem struct {
 	Code   string
 	Detail string
-	Errors []FieldError
+	Errors []fieldError
 	Err    error
 }
 
-func (p *Problem) Error() string {
+func (p *problem) Error() string {
 	if p.Err != nil {
 		return p.Code + ": " + p.Detail + ": " + p.Err.Error()
 	}
 	return p.Code + ": " + p.Detail
 }
 
-func (p *Problem) Unwrap() error { return p.Err }
+func (p *problem) Unwrap() error { return p.Err }
 
 // Status is the HTTP status of p's code.
-func (p *Problem) Status() int {
+func (p *problem) Status() int {
 	if c, ok := codes[p.Code]; ok {
 		return c.status
 	}
 	return http.StatusInternalServerError
 }
 
-func newProblem(code, format string, args ...any) *Problem {
-	return &Problem{Code: code, Detail: fmt.Sprintf(format, args...)}
+func newProblem(code, format string, args ...any) *problem {
+	return &problem{Code: code, Detail: fmt.Sprintf(format, args...)}
 }
 
-func invalid(detail string, errs ...FieldError) *Problem {
-	return &Problem{Code: CodeInvalidArgument, Detail: detail, Errors: errs}
+func invalid(detail string, errs ...fieldError) *problem {
+	return &problem{Code: codeInvalidArgument, Detail: detail, Errors: errs}
 }
 
 // problemFor maps any handler error to a problem. It is the one place relay
 // errors become HTTP statuses. Unknown errors become "internal" with a fixed
 // detail.
-func problemFor(err error) *Problem {
-	var p *Problem
+func problemFor(err error) *problem {
+	var p *problem
 	if errors.As(err, &p) {
 		return p
 	}
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return &Problem{Code: CodePayloadTooLarge, Detail: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), Err: err}
+		return &problem{Code: codePayloadTooLarge, Detail: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), Err: err}
 	case errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrForbidden):
-		return &Problem{Code: CodeRelayAuth, Detail: "the relay refused the gateway's credentials", Err: err}
+		return &problem{Code: codeRelayAuth, Detail: "the relay refused the gateway's credentials", Err: err}
 	case errors.Is(err, relay.ErrNotFound):
 		// The pool keeps the relay's 404 in its ErrUnavailable chain.
-		return &Problem{Code: CodeNoListener, Detail: "no listener is connected to the hybrid connection", Err: err}
+		return &problem{Code: codeNoListener, Detail: "no listener is connected to the hybrid connection", Err: err}
 	case errors.Is(err, relay.ErrMessageTooLarge):
-		return &Problem{Code: CodePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}
+		return &problem{Code: codePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}
 	case errors.Is(err, relay.ErrOverloaded):
-		return &Problem{Code: CodeOverloaded, Detail: "every relay connection's send queue is full", Err: err}
+		return &problem{Code: codeOverloaded, Detail: "every relay connection's send queue is full", Err: err}
 	case errors.Is(err, relay.ErrClosed):
-		return &Problem{Code: CodeDraining, Detail: "the gateway is shutting down", Err: err}
+		return &problem{Code: codeDraining, Detail: "the gateway is shutting down", Err: err}
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return &Problem{Code: CodeTimeout, Detail: "the relay did not accept the message in time", Err: err}
+		return &problem{Code: codeTimeout, Detail: "the relay did not accept the message in time", Err: err}
 	case errors.Is(err, relay.ErrUnavailable), errors.Is(err, relay.ErrConnLost), errors.Is(err, context.Canceled):
-		return &Problem{Code: CodeUnavailable, Detail: "no healthy relay connection; no listener may be connected", Err: err}
+		return &problem{Code: codeUnavailable, Detail: "no healthy relay connection; no listener may be connected", Err: err}
 	case errors.Is(err, relay.ErrRelayUnavailable):
-		return &Problem{Code: CodeRelayError, Detail: "the relay failed", Err: err}
+		return &problem{Code: codeRelayError, Detail: "the relay failed", Err: err}
 	}
-	return &Problem{Code: CodeInternal, Detail: "internal error", Err: err}
+	return &problem{Code: codeInternal, Detail: "internal error", Err: err}
 }
 
 // problemBody is the RFC 9457 document.
@@ -144,19 +144,19 @@ type problemBody struct {
 	Detail    string       `json:"detail"`
 	Code      string       `json:"code"`
 	RequestID string       `json:"request_id"`
-	Errors    []FieldError `json:"errors,omitempty"`
+	Errors    []fieldError `json:"errors,omitempty"`
 }
 
 // writeProblem writes p as application/problem+json, with Retry-After on
 // every 503, and logs its cause.
-func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem) {
 	c, ok := codes[p.Code]
 	if !ok {
-		p = &Problem{Code: CodeInternal, Detail: "internal error", Err: p}
-		c = codes[CodeInternal]
+		p = &problem{Code: codeInternal, Detail: "internal error", Err: p}
+		c = codes[codeInternal]
 	}
 	ctx := r.Context()
-	rid := RequestID(ctx)
+	rid := requestIDFrom(ctx)
 	level := slog.LevelDebug
 	if c.status >= 500 {
 		level = slog.LevelWarn

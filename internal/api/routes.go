@@ -21,10 +21,10 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) routes(r chi.Router) {
 	r.Use(s.requestID, s.logRequests, s.recoverer, s.cors)
 	r.NotFound(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return newProblem(CodeNotFound, "no route for %s", r.URL.Path)
+		return newProblem(codeNotFound, "no route for %s", r.URL.Path)
 	}))
 	r.MethodNotAllowed(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return newProblem(CodeMethodNotAllowed, "method %s is not allowed here", r.Method)
+		return newProblem(codeMethodNotAllowed, "method %s is not allowed here", r.Method)
 	}))
 
 	r.Get("/healthz", s.wrap(s.handleHealthz))

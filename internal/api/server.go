@@ -139,11 +139,11 @@ type Server struct {
 }
 
 // New returns a Server. rq may be nil, in which case ?delivery=request
-// answers 503. m may be nil (NopMetrics).
+// answers 503. m may be nil (nopMetrics).
 func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Server {
 	cfg.setDefaults()
 	if m == nil {
-		m = NopMetrics{}
+		m = nopMetrics{}
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -171,8 +171,8 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 // already past that check finish normally. Drain is idempotent.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Draining reports whether Drain was called.
-func (s *Server) Draining() bool { return s.draining.Load() }
+// isDraining reports whether Drain was called.
+func (s *Server) isDraining() bool { return s.draining.Load() }
 
 // HTTPServer returns an http.Server for h with every timeout set.
 func (s *Server) HTTPServer(h http.Handler) *http.Server {

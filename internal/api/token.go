@@ -19,17 +19,17 @@ type tokenResponse struct {
 // handleToken handles "GET /token?ttl=SECONDS": a sender token for the
 // configured hybrid connection and a ready wss:// URL. Never the key.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
-	if s.Draining() {
-		return newProblem(CodeDraining, "the gateway is shutting down")
+	if s.isDraining() {
+		return newProblem(codeDraining, "the gateway is shutting down")
 	}
 	ttl := s.cfg.TokenTTL
 	if q := r.URL.Query(); q.Has("ttl") {
 		n, err := strconv.ParseInt(q.Get("ttl"), 10, 64)
 		switch {
 		case err != nil || n < 1 || len(q["ttl"]) > 1:
-			return invalid("invalid query parameter", FieldError{Parameter: "ttl", Detail: "must be a whole number of seconds, at least 1"})
+			return invalid("invalid query parameter", fieldError{Parameter: "ttl", Detail: "must be a whole number of seconds, at least 1"})
 		case n > int64(s.cfg.TokenMaxTTL/time.Second):
-			return invalid("invalid query parameter", FieldError{Parameter: "ttl", Detail: "must be at most " + strconv.FormatInt(int64(s.cfg.TokenMaxTTL/time.Second), 10) + " seconds"})
+			return invalid("invalid query parameter", fieldError{Parameter: "ttl", Detail: "must be at most " + strconv.FormatInt(int64(s.cfg.TokenMaxTTL/time.Second), 10) + " seconds"})
 		}
 		ttl = time.Duration(n) * time.Second
 	}
@@ -39,7 +39,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if tok == "" {
-		return &Problem{Code: CodeInternal, Detail: "internal error", Err: errNoKey}
+		return &problem{Code: codeInternal, Detail: "internal error", Err: errNoKey}
 	}
 	keyName := c.KeyName
 	if keyName == "" {

@@ -2,8 +2,8 @@
 // see the target and the pool's state, send messages, mint sender tokens
 // and, in local mode, watch what the built-in listener receives.
 //
-// The page, its script and its stylesheet are plain files embedded with
-// go:embed (no build step, no CDN) and served under a strict
+// The page, its script and its stylesheet are plain files embedded with a
+// //go:embed directive (no build step, no CDN) and served under a strict
 // Content-Security-Policy: no inline script or style, connect-src 'self',
 // frame-ancestors 'none', Trusted Types enforced. The script talks only to
 // the gateway's own REST surface (POST /messages, GET /token, GET /readyz)

@@ -340,10 +340,15 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, it := range replay {
 		sw.event(f.boot, it)
 	}
-	if !sw.flush() {
-		return
+	if sw.flush() {
+		f.stream(r, sw, sub)
 	}
+}
 
+// stream writes sub's events as they come, with a keepalive comment every
+// Heartbeat, until the client goes away, the subscriber is kicked for being
+// too slow, a write fails or the feed shuts down.
+func (f *Feed) stream(r *http.Request, sw *sseWriter, sub *subscriber) {
 	hb := time.NewTicker(f.cfg.Heartbeat)
 	defer hb.Stop()
 	for {

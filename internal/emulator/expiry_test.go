@@ -10,6 +10,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // TestExpiredControlChannelGets1008 opens two listeners whose tokens expire
@@ -63,5 +64,5 @@ func TestBadRenewTokenGets1008(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
 		t.Fatalf("after a bad renewToken: %v, want close 1008", err)
 	}
-	pollUntil(t, "listener removed", func() bool { return s.ListenerCount("hc1") == 0 })
+	testlog.WaitFor(t, "listener removed", func() bool { return s.ListenerCount("hc1") == 0 })
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -143,27 +142,6 @@ func acceptAddr(t testing.TB, d *websocket.Dialer, addr string, h http.Header) *
 		t.Fatalf("accept rendezvous: %v (%s)", err, status(resp))
 	}
 	return ws
-}
-
-// pollUntil polls cond until it holds or the test deadline passes.
-func pollUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline, not synchronisation by sleep
-	}
-}
-
-func mustQuery(t testing.TB, addr string) url.Values {
-	t.Helper()
-	u, err := url.Parse(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Query()
 }
 
 func hasReason(resp *http.Response, want string) bool {

@@ -28,6 +28,9 @@ type pendingRequest struct {
 	rvCh   chan *websocket.Conn // buffer 1
 	failCh chan *wireError      // buffer 1
 
+	// Owned by the sender's goroutine (serveRequestMode).
+	rv *websocket.Conn // the request rendezvous, once the listener dialed it
+
 	// Guarded by Server.mu.
 	rvTaken  bool // the rendezvous address was used
 	finished bool // the sender is done; nothing more is delivered
@@ -120,23 +123,59 @@ func addVia(existing, host string) string {
 // mode. The request goes to one listener, inline on its control channel
 // when the body is known and ≤ 64 kB, else through a request rendezvous;
 // the listener's response comes back with its statusDescription as the
-// reason phrase.
+// reason phrase. The steps: admit, build the command, register it as
+// pending, send it, wait for the answer, write it.
 func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPath string) {
+	e, cc, anonymous, ok := s.admitRequest(w, r, rawPath)
+	if !ok {
+		return
+	}
+	cmd := s.requestCommand(r, rawPath, e.name, cc, anonymous)
+	p, ok := s.registerRequest(cmd.ID, cc)
+	if !ok {
+		s.writeStatus(w, r, e.name, errShuttingDown)
+		return
+	}
+	defer s.finishRequest(p)
+
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	defer cancel()
+	inline := r.ContentLength >= 0 && r.ContentLength <= relay.MaxInlineBody
+	if we := sendRequest(ctx, r, cc, cmd, inline); we != nil {
+		s.writeStatus(w, r, e.name, we)
+		return
+	}
+	resp, we := s.awaitResponse(ctx, r, p, cmd, inline, deadline)
+	if we == errSenderGone {
+		return
+	}
+	if we != nil {
+		s.writeStatus(w, r, e.name, we)
+		return
+	}
+	s.writeListenerResponse(w, r, resp, p.rv)
+}
+
+// admitRequest checks a request-mode sender: no upgrade, a valid token, a
+// body within the limit, and a listener to take it. On failure it has
+// written the status and returns ok false.
+func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request, rawPath string) (e *entity, cc *controlChannel, anonymous, ok bool) {
 	if r.Method == http.MethodConnect || r.Header.Get("Upgrade") != "" {
 		s.writeStatus(w, r, "", &wireError{code: http.StatusBadRequest, reason: "bad_request",
 			text: "Bad Request. Upgrades and CONNECT are not supported in HTTP request mode; WebSockets use /$hc/."})
-		return
+		return nil, nil, false, false
 	}
 	res, anonymous, ok := s.admitSender(w, r, rawPath, true)
 	if !ok {
-		return
+		return nil, nil, false, false
 	}
 	if r.ContentLength > s.cfg.MaxMessageBytes {
 		s.writeStatus(w, r, res.name, &wireError{code: http.StatusRequestEntityTooLarge, reason: "too_large",
 			text: fmt.Sprintf("Request Entity Too Large. The body exceeds %d bytes.", s.cfg.MaxMessageBytes)})
-		return
+		return nil, nil, false, false
 	}
-	e := s.ensure(res)
+	e = s.ensure(res)
 	cc, we := s.pickListener(e, r.Header)
 	if we == nil && cc == nil {
 		we = &wireError{code: http.StatusBadGateway, reason: "no_listener", text: "Bad Gateway. The request could not be routed to any listener."}
@@ -145,10 +184,15 @@ func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPat
 		// AllowedListeners/DisallowedListeners mismatches stay 404, as in
 		// the .NET HybridRequestTests.AllowedListeners test.
 		s.writeStatus(w, r, e.name, we)
-		return
+		return nil, nil, false, false
 	}
+	return e, cc, anonymous, true
+}
 
-	// Build the request command.
+// requestCommand builds the full request command for r: forwarded headers
+// (without the sender's token, and Authorization only if it carried the
+// token), Host, Via, the filtered target and the rendezvous address.
+func (s *Server) requestCommand(r *http.Request, rawPath, entityName string, cc *controlChannel, anonymous bool) *relay.RequestCommand {
 	drop := []string{relay.HeaderAuthorization}
 	if _, src := findToken(r, true); src == tokenAuthorization && !anonymous {
 		drop = append(drop, "Authorization")
@@ -161,115 +205,124 @@ func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPat
 		target += "?" + q
 	}
 	id := s.nextID("")
-	addr := url.URL{Scheme: cc.scheme, Host: cc.hostForAddress(), Path: "/$hc/" + e.name,
-		RawPath: "/$hc/" + escapePathSegments(e.name), RawQuery: relay.QueryAction + "=request&" + relay.QueryID + "=" + url.QueryEscape(id)}
+	addr := url.URL{Scheme: cc.scheme, Host: cc.hostForAddress(), Path: "/$hc/" + entityName,
+		RawPath: "/$hc/" + escapePathSegments(entityName), RawQuery: relay.QueryAction + "=request&" + relay.QueryID + "=" + url.QueryEscape(id)}
 	ep := remoteEndpoint(r)
-	full := &relay.RequestCommand{
+	return &relay.RequestCommand{
 		Address: addr.String(), ID: id, RequestTarget: target, Method: r.Method,
 		RemoteEndpoint: &ep, RequestHeaders: hdrs,
 	}
+}
 
-	p := &pendingRequest{id: id, cc: cc, respCh: make(chan ctrlResponse, 1), rvCh: make(chan *websocket.Conn, 1), failCh: make(chan *wireError, 1)}
+// registerRequest makes id a pending request, so the listener's response
+// or rendezvous finds its sender; ok is false once the server is closed.
+func (s *Server) registerRequest(id string, cc *controlChannel) (p *pendingRequest, ok bool) {
+	p = &pendingRequest{id: id, cc: cc, respCh: make(chan ctrlResponse, 1), rvCh: make(chan *websocket.Conn, 1), failCh: make(chan *wireError, 1)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.writeStatus(w, r, e.name, errShuttingDown)
-		return
+		return nil, false
 	}
 	s.pendingReq[id] = p
 	s.mu.Unlock()
 	s.m.PendingChanged(1)
-	var rv *websocket.Conn
-	defer func() {
-		s.mu.Lock()
-		delete(s.pendingReq, id)
-		p.finished = true
-		s.mu.Unlock()
-		select {
-		case ws := <-p.rvCh:
-			s.untrack(ws)
-		default:
-		}
-		if rv != nil {
-			rv.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(closeWait))
-			s.untrack(rv)
-		}
-		s.m.PendingChanged(-1)
-	}()
+	return p, true
+}
 
-	deadline := time.Now().Add(s.cfg.RequestTimeout)
-	ctx, cancel := context.WithDeadline(r.Context(), deadline)
-	defer cancel()
-	inline := r.ContentLength >= 0 && r.ContentLength <= relay.MaxInlineBody
-	if inline {
-		var body []byte
-		if r.ContentLength > 0 {
-			body = make([]byte, r.ContentLength)
-			if _, err := io.ReadFull(r.Body, body); err != nil {
-				s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadRequest, reason: "bad_request", err: err,
-					text: "Bad Request. The request body is shorter than its Content-Length."})
-				return
-			}
+// finishRequest unregisters p and closes the rendezvous it used or that
+// arrived too late.
+func (s *Server) finishRequest(p *pendingRequest) {
+	s.mu.Lock()
+	delete(s.pendingReq, p.id)
+	p.finished = true
+	s.mu.Unlock()
+	select {
+	case ws := <-p.rvCh:
+		s.untrack(ws)
+	default:
+	}
+	if p.rv != nil {
+		p.rv.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(closeWait))
+		s.untrack(p.rv)
+	}
+	s.m.PendingChanged(-1)
+}
+
+// sendRequest puts the request on the listener's control channel: the full
+// command with its body when inline, else only the rendezvous address.
+func sendRequest(ctx context.Context, r *http.Request, cc *controlChannel, cmd *relay.RequestCommand, inline bool) *wireError {
+	undelivered := func(err error) *wireError {
+		return &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
+			text: "Bad Gateway. The request could not be delivered to the listener."}
+	}
+	if !inline {
+		if err := cc.send(ctx, &relay.ControlMessage{Request: &relay.RequestCommand{Address: cmd.Address, ID: cmd.ID}}, nil); err != nil {
+			return undelivered(err)
 		}
-		full.Body = relay.Bool(len(body) > 0)
-		if len(body) == 0 {
-			body = nil
-		}
-		if err := cc.send(ctx, &relay.ControlMessage{Request: full}, body); err != nil {
-			s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
-				text: "Bad Gateway. The request could not be delivered to the listener."})
-			return
-		}
-	} else {
-		if err := cc.send(ctx, &relay.ControlMessage{Request: &relay.RequestCommand{Address: full.Address, ID: id}}, nil); err != nil {
-			s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
-				text: "Bad Gateway. The request could not be delivered to the listener."})
-			return
+		return nil
+	}
+	var body []byte
+	if r.ContentLength > 0 {
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return &wireError{code: http.StatusBadRequest, reason: "bad_request", err: err,
+				text: "Bad Request. The request body is shorter than its Content-Length."}
 		}
 	}
+	cmd.Body = relay.Bool(len(body) > 0)
+	if len(body) == 0 {
+		body = nil
+	}
+	if err := cc.send(ctx, &relay.ControlMessage{Request: cmd}, body); err != nil {
+		return undelivered(err)
+	}
+	return nil
+}
 
-	timeout := &wireError{code: http.StatusGatewayTimeout, reason: "timeout",
-		text: "The request was routed to the listener but the listener did not respond in the required time."}
+var errRequestTimeout = &wireError{code: http.StatusGatewayTimeout, reason: "timeout",
+	text: "The request was routed to the listener but the listener did not respond in the required time."}
+
+// awaitResponse waits for the listener's response on the control channel
+// or for its rendezvous (kept in p.rv); on a rendezvous it sends the full
+// request there unless it went inline, then reads the response command.
+func (s *Server) awaitResponse(ctx context.Context, r *http.Request, p *pendingRequest, cmd *relay.RequestCommand, inline bool, deadline time.Time) (ctrlResponse, *wireError) {
+	var resp ctrlResponse
+	for resp.cmd == nil && p.rv == nil {
+		select {
+		case resp = <-p.respCh:
+		case p.rv = <-p.rvCh:
+		case we := <-p.failCh:
+			return resp, we
+		case <-ctx.Done():
+			if r.Context().Err() != nil {
+				return resp, errSenderGone
+			}
+			return resp, errRequestTimeout
+		}
+	}
+	if p.rv == nil {
+		return resp, nil
+	}
 	broken := func(err error) *wireError {
 		return &wireError{code: http.StatusInternalServerError, reason: "unavailable", err: err,
 			text: "The service was unable to process the request."}
 	}
-	var resp ctrlResponse
-	for resp.cmd == nil && rv == nil {
-		select {
-		case resp = <-p.respCh:
-		case rv = <-p.rvCh:
-		case we := <-p.failCh:
-			s.writeStatus(w, r, e.name, we)
-			return
-		case <-ctx.Done():
-			if r.Context().Err() == nil {
-				s.writeStatus(w, r, e.name, timeout)
-			}
-			return
+	p.rv.SetReadLimit(s.cfg.MaxMessageBytes)
+	if !inline {
+		cmd.Body = relay.Bool(r.ContentLength != 0)
+		if err := s.writeRequestOnRendezvous(p.rv, cmd, r, deadline); err != nil {
+			return resp, broken(err)
 		}
 	}
-	if rv != nil {
-		rv.SetReadLimit(s.cfg.MaxMessageBytes)
-		if !inline {
-			full.Body = relay.Bool(r.ContentLength != 0)
-			if err := s.writeRequestOnRendezvous(rv, full, r, deadline); err != nil {
-				s.writeStatus(w, r, e.name, broken(err))
-				return
-			}
-		}
-		cmd, err := readResponseCommand(rv, deadline)
-		if err != nil {
-			if errors.Is(err, errDeadline) {
-				s.writeStatus(w, r, e.name, timeout)
-			} else {
-				s.writeStatus(w, r, e.name, broken(err))
-			}
-			return
-		}
-		resp.cmd = cmd
+	rc, err := readResponseCommand(p.rv, deadline)
+	if errors.Is(err, errDeadline) {
+		return resp, errRequestTimeout
 	}
-	s.writeListenerResponse(w, r, resp, rv)
+	if err != nil {
+		return resp, broken(err)
+	}
+	resp.cmd = rc
+	return resp, nil
 }
 
 var errDeadline = errors.New("deadline exceeded")
@@ -356,7 +409,13 @@ func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, r
 		s.writeResponse(w, r, rawResponse{code: code, reason: cmd.StatusDescription, header: h, body: body})
 		return
 	}
-	// Body streamed from the rendezvous: one binary message.
+	s.streamListenerResponse(w, r, code, cmd.StatusDescription, h, noBody, rv)
+}
+
+// streamListenerResponse writes a response whose body the listener streams
+// on the rendezvous as one binary message: on the hijacked connection, as
+// a chunked body, so it need not fit in memory.
+func (s *Server) streamListenerResponse(w http.ResponseWriter, r *http.Request, code int, description string, h http.Header, noBody bool, rv *websocket.Conn) {
 	rv.SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
 	mt, body, err := rv.NextReader()
 	if err != nil || mt != websocket.BinaryMessage {
@@ -370,7 +429,7 @@ func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, r
 		return
 	}
 	defer conn.Close()
-	reason := sanitizeReason(cmd.StatusDescription)
+	reason := sanitizeReason(description)
 	if reason == "" {
 		reason = http.StatusText(code)
 	}

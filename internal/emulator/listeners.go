@@ -55,55 +55,14 @@ type controlChannel struct {
 }
 
 // handleListen handles "GET /$hc/{path}?sb-hc-action=listen": a listener's
-// control channel.
+// control channel. The steps: admit (with a reserved slot), register,
+// upgrade, then serve the channel until it ends.
 func (s *Server) handleListen(w http.ResponseWriter, r *http.Request, rest string) {
-	res, we := s.resolve(rest)
-	if we != nil {
-		s.writeStatus(w, r, "", we)
+	e, expiry, ok := s.admitListener(w, r, rest)
+	if !ok {
 		return
 	}
-	if res.suffix != "" {
-		// Listeners register on the entity itself, not a sub-path.
-		s.writeStatus(w, r, res.name+res.suffix, errNotFound(errors.New("listen on a sub-path")))
-		return
-	}
-	if res.e == nil && !s.cfg.AutoCreate {
-		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
-		return
-	}
-	tok, we := s.authorize(r, res.name, RightListen, false, false)
-	if we != nil {
-		s.writeStatus(w, r, res.name, we)
-		return
-	}
-	e := s.ensure(res)
-	// Reserve a slot before upgrading so concurrent listeners cannot
-	// exceed the cap.
-	s.mu.Lock()
-	if len(e.listeners)+e.reserved >= s.cfg.MaxListeners {
-		s.mu.Unlock()
-		s.writeStatus(w, r, e.name, &wireError{code: http.StatusForbidden, reason: "listener_limit",
-			text: "QuotaExceeded: The maximum number of listeners for this hybrid connection has been reached."})
-		return
-	}
-	e.reserved++
-	s.mu.Unlock()
-
-	id := r.URL.Query().Get(relay.QueryID)
-	if id == "" || len(id) > 128 {
-		id = relay.NewID()
-	}
-	scheme := "ws"
-	if r.TLS != nil {
-		scheme = "wss"
-	}
-	c := &controlChannel{
-		s: s, e: e, id: id, host: r.Host, scheme: scheme,
-		log:    s.log.With(slog.String("entity", e.name), slog.String("listener", id)),
-		ready:  make(chan struct{}),
-		wsem:   make(chan struct{}, 1),
-		expiry: tok.Expiry,
-	}
+	c := s.newControlChannel(r, e, expiry)
 	// Register before the 101 goes out, so a sender that connects as soon
 	// as the listener's handshake completes finds it; send waits for ready.
 	s.mu.Lock()
@@ -127,6 +86,66 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request, rest strin
 	c.armExpiry()
 	c.readLoop()
 	c.shutdown()
+}
+
+// admitListener resolves a listener's path, checks its token for the
+// Listen right and reserves one of the entity's listener slots (so
+// concurrent listeners cannot exceed the cap while upgrading); the caller
+// turns the reservation into a registration. On failure it has written the
+// status and returns ok false.
+func (s *Server) admitListener(w http.ResponseWriter, r *http.Request, rest string) (e *entity, expiry time.Time, ok bool) {
+	res, we := s.resolve(rest)
+	if we != nil {
+		s.writeStatus(w, r, "", we)
+		return nil, time.Time{}, false
+	}
+	if res.suffix != "" {
+		// Listeners register on the entity itself, not a sub-path.
+		s.writeStatus(w, r, res.name+res.suffix, errNotFound(errors.New("listen on a sub-path")))
+		return nil, time.Time{}, false
+	}
+	if res.e == nil && !s.cfg.AutoCreate {
+		s.writeStatus(w, r, res.name, errNotFound(errors.New("unknown entity")))
+		return nil, time.Time{}, false
+	}
+	tok, we := s.authorize(r, res.name, RightListen, false, false)
+	if we != nil {
+		s.writeStatus(w, r, res.name, we)
+		return nil, time.Time{}, false
+	}
+	e = s.ensure(res)
+	s.mu.Lock()
+	full := len(e.listeners)+e.reserved >= s.cfg.MaxListeners
+	if !full {
+		e.reserved++
+	}
+	s.mu.Unlock()
+	if full {
+		s.writeStatus(w, r, e.name, &wireError{code: http.StatusForbidden, reason: "listener_limit",
+			text: "QuotaExceeded: The maximum number of listeners for this hybrid connection has been reached."})
+		return nil, time.Time{}, false
+	}
+	return e, tok.Expiry, true
+}
+
+// newControlChannel builds the not yet upgraded control channel of a
+// listener of e whose token expires at expiry.
+func (s *Server) newControlChannel(r *http.Request, e *entity, expiry time.Time) *controlChannel {
+	id := r.URL.Query().Get(relay.QueryID)
+	if id == "" || len(id) > 128 {
+		id = relay.NewID()
+	}
+	scheme := "ws"
+	if r.TLS != nil {
+		scheme = "wss"
+	}
+	return &controlChannel{
+		s: s, e: e, id: id, host: r.Host, scheme: scheme,
+		log:    s.log.With(slog.String("entity", e.name), slog.String("listener", id)),
+		ready:  make(chan struct{}),
+		wsem:   make(chan struct{}, 1),
+		expiry: expiry,
+	}
 }
 
 // armExpiry (re)starts the expiry timer for the current token.

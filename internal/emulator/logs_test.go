@@ -89,8 +89,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// The key, then each token's signature as sent and unescaped.
 	secrets := []string{key}
 	for _, tok := range []string{good, bad, expired} {
-		raw, _ := url.QueryUnescape(sigOf(tok))
-		secrets = append(secrets, sigOf(tok), raw)
+		raw, _ := url.QueryUnescape(testlog.Signature(tok))
+		secrets = append(secrets, testlog.Signature(tok), raw)
 	}
 	testlog.AssertNoSecrets(t, out, append(secrets, "SharedAccessSignature")...)
 	if n := strings.Count(out, "authorization failed"); n == 0 || n > 20 {
@@ -99,10 +99,4 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if !strings.Contains(out, "suppressed=") && strings.Count(out, "authorization failed") >= attempts {
 		t.Errorf("no suppression count logged")
 	}
-}
-
-func sigOf(tok string) string {
-	i := strings.Index(tok, "sig=")
-	j := strings.Index(tok, "&se=")
-	return tok[i+4 : j]
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // recMetrics records what the emulator reports.
@@ -71,7 +72,7 @@ func TestMetrics(t *testing.T) {
 	res.ws.WriteMessage(websocket.BinaryMessage, []byte("12345"))
 	lws.ReadMessage()
 	// The count follows the write, so the reader may see the message first.
-	pollUntil(t, "message counted", func() bool { return m.snapshot().messages == 1 })
+	testlog.WaitFor(t, "message counted", func() bool { return m.snapshot().messages == 1 })
 	// Reject one sender: counted once.
 	sender = connectAsync(t, dialer(nil), c.WebSocketURL(relay.ActionConnect, relay.URLOptions{}).String(), token(t, c), nil)
 	dialWS(t, dialer(nil), relay.WithRejectStatus(readAccept(t, cc).Address, 403, "no"), "", nil)
@@ -85,5 +86,5 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("rejections = %v, want no_listener:1 rejected:1", got.rejected)
 	}
 	cc.Close()
-	pollUntil(t, "listener gauge back to 0", func() bool { return m.snapshot().listeners == 0 })
+	testlog.WaitFor(t, "listener gauge back to 0", func() bool { return m.snapshot().listeners == 0 })
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // nodeDir holds Microsoft's published Node clients (hyco-ws 1.0.5,
@@ -151,7 +152,7 @@ func TestNodeWSListenerEchoesGoSender(t *testing.T) {
 	lc := s.ListenerCredentials("hc1")
 	p := startNode(t, bin, "ws-listener.js", nodeURL(lc, relay.ActionListen), lc)
 	p.waitLine(t, "ready")
-	pollUntil(t, "hyco-ws listener registered", func() bool { return s.ListenerCount("hc1") == 1 })
+	testlog.WaitFor(t, "hyco-ws listener registered", func() bool { return s.ListenerCount("hc1") == 1 })
 
 	ctx := ctxT(t)
 	ws, err := relay.Dial(ctx, s.Credentials("hc1"), relay.DialOptions{})
@@ -227,7 +228,7 @@ func TestNodeHTTPSListenerAnswersHTTPSender(t *testing.T) {
 	lc := s.ListenerCredentials("hc1")
 	p := startNode(t, bin, "https-listener.js", nodeURL(lc, relay.ActionListen), lc)
 	p.waitLine(t, "ready")
-	pollUntil(t, "hyco-https listener registered", func() bool { return s.ListenerCount("hc1") == 1 })
+	testlog.WaitFor(t, "hyco-https listener registered", func() bool { return s.ListenerCount("hc1") == 1 })
 
 	big := make([]byte, 150_000)
 	rand.Read(big)

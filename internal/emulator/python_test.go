@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // debianPython is Debian's interpreter, which has python3-websockets; a
@@ -140,7 +140,7 @@ func startGoListener(t *testing.T, s *emulator.Server, entity string, echo bool)
 				}
 			}
 		},
-	}, slog.New(slog.NewTextHandler(t.Output(), nil)).With("component", "listener"))
+	}, testlog.Logger(t).With("component", "listener"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestSeedListenerAcceptsGoSender(t *testing.T) {
 		}
 		close(lines)
 	}()
-	pollUntil(t, "listener.py connected", func() bool { return s.ListenerCount("hc1") == 1 })
+	testlog.WaitFor(t, "listener.py connected", func() bool { return s.ListenerCount("hc1") == 1 })
 
 	c := s.Credentials("hc1")
 	ws, resp, err := dialWS(t, dialer(nil), c.WebSocketURL(relay.ActionConnect, relay.URLOptions{}).String(), token(t, c), nil)

@@ -60,13 +60,49 @@ var connectHeaderNames = map[string]string{
 
 // handleConnect handles "GET /$hc/{path}[/suffix]?sb-hc-action=connect": a
 // sender's WebSocket. The upgrade is held until a listener accepts or
-// rejects, or AcceptTimeout passes.
+// rejects, or AcceptTimeout passes. The steps: admit, register the pending
+// accept, offer it on the listener's control channel, wait, bridge.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest string) {
-	res, _, ok := s.admitSender(w, r, rest, false)
+	e, cc, suffix, ok := s.admitConnect(w, r, rest)
 	if !ok {
 		return
 	}
-	e := s.ensure(res)
+	p, ok := s.registerAccept(s.nextID(r.URL.Query().Get(relay.QueryID)), e.name, cc)
+	if !ok {
+		s.writeStatus(w, r, e.name, errShuttingDown)
+		return
+	}
+	notPending := sync.OnceFunc(func() { s.m.PendingChanged(-1) })
+	defer notPending()
+
+	timer := time.NewTimer(s.cfg.AcceptTimeout)
+	defer timer.Stop()
+	if we := s.offerAccept(r, p, acceptCommand(r, p, suffix)); we != nil {
+		s.writeStatus(w, r, e.name, we)
+		return
+	}
+	result := s.awaitAccept(r, p, timer.C)
+	notPending()
+	if result.err != nil {
+		if result.ws != nil {
+			result.ws.NetConn().Close()
+		}
+		if result.err != errSenderGone {
+			s.writeStatus(w, r, e.name, result.err)
+		}
+		return
+	}
+	s.bridgeAccepted(w, r, p, result)
+}
+
+// admitConnect checks a WebSocket sender's token and picks a listener for
+// it. On failure it has written the status and returns ok false.
+func (s *Server) admitConnect(w http.ResponseWriter, r *http.Request, rest string) (e *entity, cc *controlChannel, suffix string, ok bool) {
+	res, _, ok := s.admitSender(w, r, rest, false)
+	if !ok {
+		return nil, nil, "", false
+	}
+	e = s.ensure(res)
 	cc, we := s.pickListener(e, r.Header)
 	if we == nil && cc == nil {
 		we = errNotFound(errors.New("no listener connected"))
@@ -74,75 +110,85 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest stri
 	}
 	if we != nil {
 		s.writeStatus(w, r, e.name, we)
-		return
+		return nil, nil, "", false
 	}
+	return e, cc, res.suffix, true
+}
 
-	q := r.URL.Query()
-	id := s.nextID(q.Get(relay.QueryID))
-	p := &pendingAccept{id: id, entity: e.name, cc: cc, ch: make(chan acceptResult, 1)}
+// registerAccept makes id a pending accept, so the listener's rendezvous
+// finds its sender; ok is false once the server is closed.
+func (s *Server) registerAccept(id, entityName string, cc *controlChannel) (p *pendingAccept, ok bool) {
+	p = &pendingAccept{id: id, entity: entityName, cc: cc, ch: make(chan acceptResult, 1)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.writeStatus(w, r, e.name, errShuttingDown)
-		return
+		return nil, false
 	}
 	s.pending[id] = p
 	s.mu.Unlock()
 	s.m.PendingChanged(1)
-	notPending := sync.OnceFunc(func() { s.m.PendingChanged(-1) })
-	defer notPending()
+	return p, true
+}
 
-	addr := url.URL{Scheme: cc.scheme, Host: cc.hostForAddress(), Path: "/$hc/" + e.name}
-	addr.RawPath = "/$hc/" + escapePathSegments(e.name) + res.suffix
-	if p, err := url.PathUnescape(addr.RawPath); err == nil {
-		addr.Path = p
+// acceptCommand builds the accept command for p: the rendezvous address
+// (with the sender's suffix and query) and the sender's headers.
+func acceptCommand(r *http.Request, p *pendingAccept, suffix string) *relay.ControlMessage {
+	addr := url.URL{Scheme: p.cc.scheme, Host: p.cc.hostForAddress(), Path: "/$hc/" + p.entity}
+	addr.RawPath = "/$hc/" + escapePathSegments(p.entity) + suffix
+	if path, err := url.PathUnescape(addr.RawPath); err == nil {
+		addr.Path = path
 	}
-	addr.RawQuery = joinQuery(filterQuery(r.URL.RawQuery), relay.QueryAction+"=accept&"+relay.QueryID+"="+url.QueryEscape(id))
-	cmd := &relay.ControlMessage{Accept: &relay.AcceptCommand{
+	addr.RawQuery = joinQuery(filterQuery(r.URL.RawQuery), relay.QueryAction+"=accept&"+relay.QueryID+"="+url.QueryEscape(p.id))
+	return &relay.ControlMessage{Accept: &relay.AcceptCommand{
 		Address:        addr.String(),
-		ID:             id,
+		ID:             p.id,
 		ConnectHeaders: connectHeaders(r),
 		RemoteEndpoint: remoteEndpoint(r),
 	}}
-	timer := time.NewTimer(s.cfg.AcceptTimeout)
-	defer timer.Stop()
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AcceptTimeout)
-	err := cc.send(ctx, cmd, nil)
-	cancel()
-	if err != nil {
-		if s.takePending(id) != nil {
-			s.writeStatus(w, r, e.name, &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
-				text: "The listener's control channel failed."})
-			return
-		}
-		// The listener raced us; its result is coming.
-	}
-	cc.log.Debug("accept sent", slog.String("id", id))
+}
 
-	var result acceptResult
+// offerAccept sends cmd on p's control channel. If that fails while p is
+// still pending, it returns the sender's 502; if the listener raced the
+// failure, its result is coming and offerAccept returns nil.
+func (s *Server) offerAccept(r *http.Request, p *pendingAccept, cmd *relay.ControlMessage) *wireError {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AcceptTimeout)
+	err := p.cc.send(ctx, cmd, nil)
+	cancel()
+	if err != nil && s.takePending(p.id) != nil {
+		return &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
+			text: "The listener's control channel failed."}
+	}
+	p.cc.log.Debug("accept sent", slog.String("id", p.id))
+	return nil
+}
+
+// errSenderGone in an acceptResult or as a request's outcome says the
+// sender went away while waiting: nothing is written to it.
+var errSenderGone = &wireError{code: http.StatusBadRequest, reason: "sender_gone", text: "The sender went away."}
+
+// awaitAccept waits for the listener's answer to p until expired fires or
+// the sender goes away. Whoever takes p from the pending map delivers its
+// result, so once the listener took it, its result is awaited.
+func (s *Server) awaitAccept(r *http.Request, p *pendingAccept, expired <-chan time.Time) acceptResult {
 	select {
-	case result = <-p.ch:
-	case <-timer.C:
-		if s.takePending(id) != nil {
-			s.writeStatus(w, r, e.name, &wireError{code: http.StatusGatewayTimeout, reason: "timeout",
-				text: "The listener did not accept the connection in the required time."})
-			return
+	case result := <-p.ch:
+		return result
+	case <-expired:
+		if s.takePending(p.id) != nil {
+			return acceptResult{err: &wireError{code: http.StatusGatewayTimeout, reason: "timeout",
+				text: "The listener did not accept the connection in the required time."}}
 		}
-		result = <-p.ch
 	case <-r.Context().Done():
-		if s.takePending(id) != nil {
-			return // the sender went away
+		if s.takePending(p.id) != nil {
+			return acceptResult{err: errSenderGone}
 		}
-		result = <-p.ch
 	}
-	notPending()
-	if result.err != nil {
-		if result.ws != nil {
-			result.ws.NetConn().Close()
-		}
-		s.writeStatus(w, r, e.name, result.err)
-		return
-	}
+	return <-p.ch
+}
+
+// bridgeAccepted upgrades the sender with the subprotocol the listener
+// chose and relays messages between the two WebSockets until one ends.
+func (s *Server) bridgeAccepted(w http.ResponseWriter, r *http.Request, p *pendingAccept, result acceptResult) {
 	lws := result.ws
 	var hdr http.Header
 	if result.subprotocol != "" {
@@ -150,7 +196,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest stri
 	}
 	sws, gen, err := s.upgrade(w, r, hdr)
 	if err != nil {
-		s.log.Debug("sender upgrade failed after accept", slog.String("id", id), slog.Any("err", err))
+		s.log.Debug("sender upgrade failed after accept", slog.String("id", p.id), slog.Any("err", err))
 		s.untrack(lws)
 		return
 	}
@@ -158,7 +204,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, rest stri
 		s.untrack(lws)
 		return
 	}
-	s.log.Debug("connection relayed", slog.String("entity", e.name), slog.String("id", id))
+	s.log.Debug("connection relayed", slog.String("entity", p.entity), slog.String("id", p.id))
 	s.relay(sws, lws)
 }
 

@@ -642,11 +642,3 @@ func remoteEndpoint(r *http.Request) relay.RemoteEndpoint {
 	fmt.Sscanf(port, "%d", &p)
 	return relay.RemoteEndpoint{Address: host, Port: p}
 }
-
-// scheme returns "wss"/"ws" for rendezvous addresses.
-func (s *Server) wsScheme() string {
-	if s.tlsConf != nil {
-		return "wss"
-	}
-	return "ws"
-}

@@ -341,6 +341,10 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te) && te.Timeout()
 }
 
+// problemTypePrefix + code is each problem's "type" URI: the same scheme as
+// the gateway's (internal/api), so clients see one scheme everywhere.
+const problemTypePrefix = "urn:relaygate:problem:"
+
 // writeProblem writes an RFC 9457 problem for errors the listener itself
 // produces (as opposed to the local service's own answers, relayed as is).
 func writeProblem(w http.ResponseWriter, status int, code, detail string) {
@@ -348,7 +352,7 @@ func writeProblem(w http.ResponseWriter, status int, code, detail string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type":   "https://relaygate.dev/problems/" + code,
+		"type":   problemTypePrefix + code,
 		"title":  http.StatusText(status),
 		"status": status,
 		"detail": detail,

@@ -52,7 +52,7 @@ var fixedTime = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 func newHandler(t *testing.T, cfg Config, out io.Writer) *Handler {
 	t.Helper()
 	cfg.Now = func() time.Time { return fixedTime }
-	h, err := New(cfg, out, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	h, err := New(cfg, out, testlog.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,6 +373,9 @@ func TestServeHTTPProxyErrors(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.status || p["code"] != tt.code || resp.Header.Get("Content-Type") != "application/problem+json" {
 				t.Errorf("got %d %v, want %d code %s", resp.StatusCode, p, tt.status, tt.code)
+			}
+			if p["type"] != "urn:relaygate:problem:"+tt.code {
+				t.Errorf("type: got %v, want urn:relaygate:problem:%s", p["type"], tt.code)
 			}
 			if d, _ := p["detail"].(string); strings.Contains(d, "127.0.0.1") {
 				t.Errorf("detail leaks the cause: %q", d)

@@ -1,8 +1,10 @@
 // Package testlog captures what code under test logs (or otherwise
 // writes) so a test can read it while it is still being written, copy it
 // to the test's output without writing there after the test has ended, and
-// check that no secret reached it. It is for tests only; no production
-// package imports it.
+// check that no secret reached it (Signature names a token's secret part).
+// It also holds the other helpers tests share: WaitFor for a state without
+// an event to wait on, Logger, and Setenv for configuration tests. It is
+// for tests only; no production package imports it.
 package testlog
 
 import (

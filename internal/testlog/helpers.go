@@ -1,0 +1,79 @@
+package testlog
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Timeout bounds every WaitFor. It is generous on purpose: it only decides
+// when a test that is going to fail gives up, so a loaded 2-core machine
+// running -race never hits it while the awaited state is on its way.
+const Timeout = 30 * time.Second
+
+// pollInterval is how often WaitFor re-checks its condition.
+const pollInterval = 5 * time.Millisecond
+
+// WaitFor re-checks cond until it holds and fails tb, naming what it waited
+// for, if it does not within Timeout. It waits for a state, so it asserts
+// nothing about how long reaching it takes; use it where the code under
+// test offers no event to wait on.
+func WaitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	if cond() {
+		return
+	}
+	deadline := time.NewTimer(Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			tb.Fatalf("timed out after %v waiting for %s", Timeout, what)
+			return // only a fake tb's Fatalf returns
+		case <-tick.C:
+		}
+	}
+}
+
+// Logger returns a debug-level text logger that writes to tb's output
+// until tb's test ends (see Output); use New to also read what it logged.
+func Logger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(Output(tb), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Signature returns the sig parameter of a shared access signature (as it
+// appears in the token, URL-encoded), or "" if token has none: the part of
+// a token that must never reach a log (AssertNoSecrets).
+func Signature(token string) string {
+	_, after, ok := strings.Cut(token, "sig=")
+	if !ok {
+		return ""
+	}
+	sig, _, _ := strings.Cut(after, "&")
+	return sig
+}
+
+// Setenv unsets, for tb's test, every environment variable that starts
+// with one of prefixes followed by "_", then sets env, so a variable of
+// the developer's shell cannot leak into a configuration test. Like
+// tb.Setenv it cannot be used in parallel tests.
+func Setenv(tb testing.TB, env map[string]string, prefixes ...string) {
+	tb.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p+"_") {
+				tb.Setenv(k, "") // restores k after the test
+				os.Unsetenv(k)
+				break
+			}
+		}
+	}
+	for k, v := range env {
+		tb.Setenv(k, v)
+	}
+}
