@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -302,5 +303,37 @@ func TestListenerConnCloseWaitsForPeer(t *testing.T) {
 	}
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestListenerConnReadCancelKeepsWriting: a cancelled Read ends reading
+// only; the listener can still write and close with its own code.
+func TestListenerConnReadCancelKeepsWriting(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	handlerErr := make(chan error, 1)
+	runListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
+		rctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, _, err := c.Read(rctx); !errors.Is(err, context.Canceled) {
+			handlerErr <- fmt.Errorf("cancelled Read: %v", err)
+			return
+		}
+		if err := c.Write(ctx, relay.MessageText, []byte("still here")); err != nil {
+			handlerErr <- err
+			return
+		}
+		handlerErr <- c.Close(websocket.StatusCode(4001), "bye")
+	}})
+	ws := dial(t, emu, "hc1", relay.DialOptions{})
+	ctx := waitCtx(t, 10*time.Second)
+	if _, data, err := ws.Read(ctx); err != nil || string(data) != "still here" {
+		t.Fatalf("got %q %v", data, err)
+	}
+	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != 4001 {
+		t.Fatalf("got %v, want close 4001", err)
+	}
+	if err := <-handlerErr; err != nil {
+		t.Fatal(err)
 	}
 }

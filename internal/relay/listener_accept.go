@@ -57,9 +57,11 @@ func (r *AcceptRequest) firstProtocol() string {
 }
 
 // ListenerConn is an accepted sender connection. At most one Read and one
-// Write may run at a time (they may run concurrently with each other); the
-// deadline or cancellation of the ctx passed to either ends that call and
-// leaves that direction unusable. Close is safe to call at any time, also
+// Write may run at a time (they may run concurrently with each other). The
+// deadline or cancellation of Read's ctx ends that read and further reads
+// (writes still work); the deadline of Write's ctx ends that write and
+// further writes, and its cancellation closes the connection, as
+// coder/websocket does. Close is safe to call at any time, also
 // concurrently; the Listener closes the connection when ConnHandler
 // returns.
 //

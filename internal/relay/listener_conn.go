@@ -88,12 +88,16 @@ func (c *halfConn) Read(ctx context.Context) (MessageType, []byte, error) {
 }
 
 // Write writes one message; it keeps working after the peer's close frame
-// until Close. ctx's deadline or cancellation ends the write.
+// until Close. ctx's deadline ends the write (and further writes); its
+// cancellation closes the connection, as coder/websocket does: gorilla
+// keeps the write deadline in a field that only the writer may set.
 func (c *halfConn) Write(ctx context.Context, typ MessageType, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	stop := bindDeadline(ctx, c.ws.SetWriteDeadline)
+	dl, _ := ctx.Deadline()
+	_ = c.ws.SetWriteDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = c.ws.NetConn().Close() })
 	err := c.ws.WriteMessage(int(typ), data)
 	stop()
 	if err != nil {
@@ -165,8 +169,9 @@ func (c *halfConn) wrapErr(ctx context.Context, op string, err error) error {
 }
 
 // bindDeadline applies ctx's deadline through set and makes ctx's
-// cancellation expire it at once. The returned stop undoes both; after it
-// returns, set is no longer called for ctx.
+// cancellation expire it at once (set must be safe to call concurrently
+// with I/O, as net.Conn's deadlines are). After the returned stop returns,
+// set is no longer called for ctx.
 func bindDeadline(ctx context.Context, set func(time.Time) error) (stop func()) {
 	dl, _ := ctx.Deadline()
 	_ = set(dl)
