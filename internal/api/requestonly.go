@@ -145,7 +145,10 @@ func (r *RequestOnly) WaitReady(ctx context.Context) error {
 
 // Close stops a running probe and waits for it; Ready starts no more.
 func (r *RequestOnly) Close() {
+	// Under mu, so that Ready cannot start a probe after the Wait began.
+	r.mu.Lock()
 	r.cancel()
+	r.mu.Unlock()
 	r.wg.Wait()
 }
 
