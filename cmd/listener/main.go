@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		PingInterval: cfg.PingInterval,
 		ReadLimit:    cfg.MaxMessageBytes,
 		HTTPClient:   client,
+		// Validated by config: header, query or auto.
+		TokenPlacement: relay.TokenPlacement(cfg.TokenPlacement),
 	}, log)
 	if err != nil {
 		return err

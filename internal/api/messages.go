@@ -79,7 +79,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	if s.isDraining() {
 		return newProblem(codeDraining, "the gateway is shutting down")
 	}
-	delivery, err := deliveryMode(r)
+	delivery, err := deliveryMode(r, s.cfg.RequestOnly)
 	if err != nil {
 		return err
 	}
@@ -93,15 +93,24 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	return s.send(w, r, msg)
 }
 
-// deliveryMode returns the ?delivery= query parameter, send by default.
-func deliveryMode(r *http.Request) (string, error) {
+// deliveryMode returns the ?delivery= query parameter, send by default. A
+// request-only server (Config.RequestOnly) defaults to request and refuses
+// send.
+func deliveryMode(r *http.Request, requestOnly bool) (string, error) {
 	q := r.URL.Query()
 	if !q.Has("delivery") {
+		if requestOnly {
+			return deliveryRequest, nil
+		}
 		return deliverySend, nil
 	}
 	delivery := q.Get("delivery")
 	if delivery != deliverySend && delivery != deliveryRequest || len(q["delivery"]) > 1 {
 		return "", invalid("invalid query parameter", fieldError{Parameter: "delivery", Detail: "must be send or request"})
+	}
+	if requestOnly && delivery == deliverySend {
+		return "", invalid("invalid query parameter", fieldError{Parameter: "delivery",
+			Detail: "must be request: this gateway delivers in HTTP request mode only (its listener serves no WebSockets)"})
 	}
 	return delivery, nil
 }

@@ -80,6 +80,10 @@ type Config struct {
 	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// RequestOnly makes HTTP request mode the default of POST /messages
+	// and refuses ?delivery=send with 400 (GATEWAY_MODE=request, for
+	// listeners that serve no WebSockets; see RequestOnly).
+	RequestOnly bool
 }
 
 func (c *Config) setDefaults() {

@@ -38,6 +38,8 @@ type Emulator struct {
 	MaxListeners    int           `split_words:"true" default:"25" validate:"min=1,max=10000" desc:"control channels per hybrid connection (the service allows 25); the next gets 403"`
 	MaxMessageBytes int64         `split_words:"true" default:"16777216" validate:"min=1024" desc:"largest relayed WebSocket message and request-mode body, in bytes"`
 
+	TokenPlacement string `split_words:"true" default:"any" validate:"oneof=any query" desc:"where clients may put their SAS token: any (ServiceBusAuthorization header or sb-hc-token query, like Azure) or query (sb-hc-token only, like some other relay implementations: a token in a header gets 401)"`
+
 	MetricsAddr     string        `split_words:"true" desc:"admin listen address for Prometheus GET /metrics (e.g. 127.0.0.1:9464); empty: off"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"5s" validate:"min=10ms" desc:"grace period on SIGINT/SIGTERM"`
 	LogLevel        string        `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
@@ -131,6 +133,7 @@ func (c *Emulator) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "HTTP request-mode response timeout (504)")
 	fs.IntVar(&c.MaxListeners, "max-listeners", c.MaxListeners, "control channels per hybrid connection")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest relayed message or request body")
+	fs.StringVar(&c.TokenPlacement, "token-placement", c.TokenPlacement, "where clients may put the SAS token: any or query")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "admin `host:port` for GET /metrics (empty: off)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "grace period on SIGINT/SIGTERM")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")

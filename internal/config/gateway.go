@@ -16,6 +16,12 @@ import (
 // GatewayPrefix is the environment prefix of cmd/gateway.
 const GatewayPrefix = "GATEWAY"
 
+// Values of GATEWAY_MODE.
+const (
+	GatewayModePool    = "pool"
+	GatewayModeRequest = "request"
+)
+
 // Gateway is cmd/gateway's configuration, read from GATEWAY_* variables.
 // At most one credential source of Relay is used: ConnectionString,
 // ConfigFile, or the explicit fields (Namespace, EntityPath, KeyName, Key).
@@ -28,6 +34,9 @@ type Gateway struct {
 	AllowInsecureBind bool     `split_words:"true" default:"false" desc:"allow a non-loopback GATEWAY_ADDR without API keys (anyone who can reach it can send and mint tokens)"`
 	APIKeys           []string `split_words:"true" desc:"comma-separated API keys (each at least 16 characters); when set, POST /messages and GET /token need Authorization: Bearer KEY or X-API-Key: KEY"`
 	CORSOrigins       []string `split_words:"true" desc:"comma-separated browser origins allowed to call the API (https://app.example), or * for any; empty: no CORS headers"`
+
+	Mode           string `split_words:"true" default:"pool" validate:"oneof=pool request" desc:"pool: POST /messages is sent over pooled sender WebSockets (?delivery=request uses HTTP request mode). request: for listeners that serve only HTTP request mode (Microsoft's hyco-https, .NET RequestHandler-only): no sender WebSocket is dialled, every POST /messages is delivered in request mode and answered with the listener's response, ?delivery=send is refused with 400, and /readyz probes the listener"`
+	TokenPlacement string `split_words:"true" default:"header" validate:"oneof=header query auto" desc:"where the SAS token goes on every relay connection and request: header (ServiceBusAuthorization), query (sb-hc-token, for relays that accept only that) or auto (header, then the query after a 401, then the query only)"`
 
 	PoolSize        int           `split_words:"true" default:"4" validate:"min=1,max=64" desc:"number of pooled sender WebSockets kept open to the relay"`
 	QueueSize       int           `split_words:"true" default:"64" validate:"min=1,max=65536" desc:"messages queued per pooled connection before POST /messages answers 503 overloaded"`

@@ -25,6 +25,8 @@ type Listener struct {
 	Forward        string        `split_words:"true" desc:"local service URL (http or https); relayed HTTP requests are proxied to it and WebSocket messages POSTed to it. Empty: print only. The --forward flag overrides it"`
 	ForwardTimeout time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"how long the local service may take to answer one forwarded request or message"`
 
+	TokenPlacement string `split_words:"true" default:"header" validate:"oneof=header query auto" desc:"where the SAS token goes when opening the control channel: header (ServiceBusAuthorization), query (sb-hc-token, for relays that accept only that) or auto (header, then the query after a 401, then the query only)"`
+
 	MaxMessageBytes int64         `split_words:"true" default:"1048576" validate:"min=1024" desc:"largest WebSocket message, relayed HTTP request body or forwarded response body, in bytes"`
 	TokenTTL        time.Duration `split_words:"true" default:"1h" validate:"min=1m" desc:"lifetime of the SAS tokens minted for the control channel; renewed before expiry"`
 	PingInterval    time.Duration `split_words:"true" default:"30s" validate:"min=1s,max=30s" desc:"WebSocket ping interval on the control channel, at most 30s (Azure drops idle channels after ~4 min)"`

@@ -66,7 +66,16 @@ type Config struct {
 	Feed *Feed
 	// MaxBodyBytes is the gateway's body limit, shown on the page.
 	MaxBodyBytes int64
+	// Delivery is the gateway's mode, shown on the page: DeliveryPool
+	// ("" too) or DeliveryRequest (request-only, no sender WebSockets).
+	Delivery string
 }
+
+// Delivery modes of Config.Delivery (GATEWAY_MODE).
+const (
+	DeliveryPool    = "pool"
+	DeliveryRequest = "request"
+)
 
 // Console serves the browser console: the page and its assets (embedded),
 // a JSON status, and the feed. It is immutable after New and safe for
@@ -144,6 +153,9 @@ type Status struct {
 	Feed         bool        `json:"feed"`
 	MaxBodyBytes int64       `json:"maxBodyBytes"`
 	Pool         *PoolStatus `json:"pool,omitempty"`
+
+	// Delivery is DeliveryRequest on a request-only gateway, else absent.
+	Delivery string `json:"delivery,omitempty"`
 }
 
 // PoolStatus is the sender pool's state in Status.
@@ -165,6 +177,9 @@ func (c *Console) Status() http.Handler {
 		st := Status{
 			Mode: c.cfg.Target.Mode, Namespace: c.cfg.Target.Namespace, Entity: c.cfg.Target.Entity,
 			Feed: c.cfg.Feed != nil, MaxBodyBytes: c.cfg.MaxBodyBytes,
+		}
+		if c.cfg.Delivery == DeliveryRequest {
+			st.Delivery = DeliveryRequest
 		}
 		if c.cfg.Pool != nil {
 			ps := c.cfg.Pool.Stats()

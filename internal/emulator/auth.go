@@ -50,6 +50,13 @@ func (s *Server) authorize(r *http.Request, name string, need Rights, anonymousO
 	if anonymousOK {
 		return nil, nil
 	}
+	if s.cfg.QueryTokenOnly {
+		raw = r.URL.Query().Get(relay.QueryToken)
+		if raw == "" {
+			return nil, s.authFailed(r, name, &wireError{code: http.StatusUnauthorized, reason: "unauthorized",
+				text: "MissingToken: This relay accepts the SAS token only in the sb-hc-token query parameter."})
+		}
+	}
 	if raw == "" {
 		return nil, s.authFailed(r, name, &wireError{code: http.StatusUnauthorized, reason: "unauthorized",
 			text: "MissingToken: The request contains no SAS token in the ServiceBusAuthorization header or the sb-hc-token query parameter."})

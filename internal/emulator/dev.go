@@ -59,6 +59,7 @@ func ConfigFrom(c config.Emulator) (cfg Config, dev *Rule, entity string, err er
 	cfg.Addr, cfg.AutoCreate = c.Addr, c.AutoCreate
 	cfg.TokenGrace, cfg.AcceptTimeout, cfg.RequestTimeout = c.TokenGrace, c.AcceptTimeout, c.RequestTimeout
 	cfg.MaxListeners, cfg.MaxMessageBytes = c.MaxListeners, c.MaxMessageBytes
+	cfg.QueryTokenOnly = c.TokenPlacement == "query"
 	if c.TLS || c.TLSCert != "" {
 		cfg.TLS = &TLSConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, CAFile: c.TLSCAFile, Hosts: c.TLSHosts}
 	}

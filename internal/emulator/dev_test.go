@@ -22,7 +22,7 @@ func TestConfigFromDefaultsGenerateDevKey(t *testing.T) {
 	if dev == nil || dev.Name != emulator.DevKeyName || len(dev.Key) < 40 || dev.Rights != emulator.RightManage {
 		t.Fatalf("dev rule = %v", dev)
 	}
-	if ec.Addr != "127.0.0.1:8090" || !ec.AutoCreate || ec.MaxListeners != 25 || ec.TokenGrace != time.Minute || ec.TLS != nil {
+	if ec.Addr != "127.0.0.1:8090" || !ec.AutoCreate || ec.MaxListeners != 25 || ec.TokenGrace != time.Minute || ec.TLS != nil || ec.QueryTokenOnly {
 		t.Errorf("defaults: %+v", ec)
 	}
 	if entity != "hc1" {
@@ -30,6 +30,16 @@ func TestConfigFromDefaultsGenerateDevKey(t *testing.T) {
 	}
 	if a, b := emulator.DevRule(), emulator.DevRule(); a.Key == b.Key {
 		t.Error("DevRule returned the same key twice")
+	}
+}
+
+func TestConfigFromQueryTokenOnly(t *testing.T) {
+	c, err := config.LoadEmulator([]string{"--token-placement", "query"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec, _, _, err := emulator.ConfigFrom(c); err != nil || !ec.QueryTokenOnly {
+		t.Fatalf("QueryTokenOnly = %v, %v", ec.QueryTokenOnly, err)
 	}
 }
 

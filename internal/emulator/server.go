@@ -60,6 +60,11 @@ type Config struct {
 	MaxMessageBytes int64
 	// TLS, if set, serves wss:// and https://.
 	TLS *TLSConfig
+	// QueryTokenOnly makes the emulator behave like relay implementations
+	// that read the SAS token only from the sb-hc-token query parameter:
+	// a token in the ServiceBusAuthorization (or Authorization) header is
+	// ignored, so such clients get 401 MissingToken.
+	QueryTokenOnly bool
 }
 
 func (c *Config) setDefaults() {

@@ -53,8 +53,8 @@ type Config struct {
 	// Timeout bounds one forwarded request (until its response body is
 	// copied) or one message POST. Zero means 30s.
 	Timeout time.Duration
-	// MaxBodyBytes bounds an HTTP request body in print mode (413 beyond).
-	// Zero means 1 MiB.
+	// MaxBodyBytes bounds an HTTP request body in print mode (413 beyond)
+	// and a reply sent back on a WebSocket. Zero means 1 MiB.
 	MaxBodyBytes int64
 	// Transport carries forwarded requests and message POSTs; nil means a
 	// clone of http.DefaultTransport.
@@ -145,8 +145,8 @@ func New(cfg Config, out io.Writer, log *slog.Logger) (*Handler, error) {
 }
 
 // ServeConn prints every message of c (and POSTs it to the target, in
-// order, one at a time) until c's Read fails: the connection closed, or ctx
-// ended. It does not close c.
+// order, one at a time, answering on c when it is a ReplyWriter) until c's
+// Read fails: the connection closed, or ctx ended. It does not close c.
 func (h *Handler) ServeConn(ctx context.Context, c Conn) {
 	id := c.ID()
 	log := h.log.With("connection", id)
@@ -171,7 +171,7 @@ func (h *Handler) ServeConn(ctx context.Context, c Conn) {
 			log.LogAttrs(ctx, slog.LevelDebug, "message", slog.String("type", typ.String()), slog.Int("bytes", len(data)))
 		}
 		if h.cfg.Target != nil {
-			h.post(ctx, log, id, typ, data)
+			h.reply(ctx, log, c, h.post(ctx, log, id, typ, data))
 		}
 	}
 }
@@ -203,15 +203,16 @@ func (h *Handler) print(l *Line) {
 	}
 }
 
-// post sends one message to the target. Failures are logged, not fatal:
-// the connection keeps being read.
-func (h *Handler) post(ctx context.Context, log *slog.Logger, id string, typ relay.MessageType, data []byte) {
+// post sends one message to the target and returns what to send back on
+// the WebSocket (nil: nothing). Failures are logged, not fatal: the
+// connection keeps being read.
+func (h *Handler) post(ctx context.Context, log *slog.Logger, id string, typ relay.MessageType, data []byte) *wsReply {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.Target.String(), bytes.NewReader(data))
 	if err != nil {
 		log.Error("forward message", "err", err)
-		return
+		return errorReply(http.StatusBadGateway, "forward_failed", "the local service could not be reached")
 	}
 	ct := "application/octet-stream"
 	if typ == relay.MessageText {
@@ -229,15 +230,19 @@ func (h *Handler) post(ctx context.Context, log *slog.Logger, id string, typ rel
 			err = ue.Err
 		}
 		log.Warn("forward message", "target", Shown(h.cfg.Target), "err", err)
-		return
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			return errorReply(http.StatusGatewayTimeout, "forward_timeout", "the local service did not answer in time")
+		}
+		return errorReply(http.StatusBadGateway, "forward_failed", "the local service could not be reached")
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 		log.Warn("forward message: local service answered an error", "status", resp.StatusCode)
-		return
+		return errorReply(resp.StatusCode, "local_error", fmt.Sprintf("the local service answered %d", resp.StatusCode))
 	}
 	log.Debug("message forwarded", "status", resp.StatusCode)
+	return h.readReply(log, resp)
 }
 
 // Shown returns u for logs: scheme, host and path, with a query (which may

@@ -15,11 +15,10 @@ func (g *Gateway) consoleHandlers() api.ConsoleHandlers {
 			Namespace: g.creds.Host,
 			Entity:    g.creds.EntityPath,
 		},
+		Pool:         g.poolStatser(),
 		Feed:         g.feed,
 		MaxBodyBytes: g.cfg.MaxBodyBytes,
-	}
-	if g.pool != nil { // a nil *relay.Pool must not become a non-nil interface
-		cfg.Pool = g.pool
+		Delivery:     g.cfg.Mode,
 	}
 	c := console.New(cfg)
 	return api.ConsoleHandlers{Page: c.Page(), Status: c.Status(), Events: c.Events()}

@@ -38,7 +38,8 @@ type Gateway struct {
 	log      *slog.Logger
 	api      *api.Server
 	srv      *http.Server
-	pool     *relay.Pool // nil with WithRelayer
+	pool     *relay.Pool      // nil with WithRelayer or in request-only mode
+	reqOnly  *api.RequestOnly // GATEWAY_MODE=request only
 	relayer  api.Relayer
 	metrics  *metrics.Gateway
 	creds    relay.Credentials
@@ -91,7 +92,16 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		return nil, err
 	}
 	g.metrics = metrics.New()
-	if g.relayer == nil {
+	requester := &api.RelayRequester{
+		Doer: &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL, Client: requestClient(g.client),
+			TokenPlacement: relay.TokenPlacement(cfg.TokenPlacement)},
+		MaxBodyBytes: cfg.MaxBodyBytes,
+	}
+	switch {
+	case g.relayer != nil:
+	case cfg.Mode == config.GatewayModeRequest:
+		g.relayer = g.startRequestOnly(requester) // no sender WebSockets: see requestmode.go
+	default:
 		if g.pool, err = g.newPool(); err != nil {
 			return nil, err
 		}
@@ -108,10 +118,8 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		CORSOrigins:     cfg.CORSOrigins,
 		MetricsHandler:  g.metrics.Handler(),
 		Console:         g.consoleHandlers(),
-	}, g.relayer, &api.RelayRequester{
-		Doer:         &relay.HTTPSender{Credentials: g.creds, TokenTTL: cfg.TokenTTL, Client: requestClient(g.client)},
-		MaxBodyBytes: cfg.MaxBodyBytes,
-	}, log.With("component", "api"), g.metrics)
+		RequestOnly:     g.reqOnly != nil,
+	}, g.relayer, g.requester(requester), log.With("component", "api"), g.metrics)
 	g.srv = g.api.HTTPServer(g.api.Handler())
 	// Shutdown does not interrupt handlers: end the console's streams, and
 	// do not wait 5 s for browsers' unused preconnected sockets.
@@ -134,6 +142,7 @@ func (g *Gateway) newPool() (*relay.Pool, error) {
 		RenewBefore:     min(5*time.Minute, cfg.TokenTTL/2),
 		MaxMessageBytes: cfg.MaxBodyBytes + 64<<10, // the JSON envelope adds at most a few hundred bytes
 		HTTPClient:      g.client,
+		TokenPlacement:  relay.TokenPlacement(cfg.TokenPlacement),
 	}, g.log.With("component", "pool"), g.metrics)
 }
 
@@ -162,11 +171,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.serveErr <- err
 		}
 	}()
-	if g.emu != nil && g.pool != nil {
+	if g.emu != nil && (g.pool != nil || g.reqOnly != nil) {
 		// Give the banner a ready pool; if the first dials are slow the
 		// gateway still serves (503 until ready).
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := g.pool.WaitReady(wctx); err != nil {
+		if err := g.waitReady(wctx); err != nil {
 			g.log.Warn("pool not ready yet", "err", err)
 		}
 		cancel()
@@ -177,7 +186,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			"addr", g.Addr())
 	}
 	g.log.Info("gateway listening", "addr", g.Addr(), "relay", g.creds, "local_mode", g.emu != nil,
-		"pool_size", g.cfg.PoolSize, "api_keys", len(g.cfg.APIKeys))
+		"mode", g.cfg.Mode, "pool_size", g.cfg.PoolSize, "api_keys", len(g.cfg.APIKeys))
 	return nil
 }
 
@@ -241,6 +250,9 @@ func (g *Gateway) closeRelay(ctx context.Context) error {
 	var errs []error
 	if g.pool != nil {
 		errs = append(errs, g.pool.Close(ctx))
+	}
+	if g.reqOnly != nil {
+		g.reqOnly.Close()
 	}
 	if g.listener != nil {
 		_ = g.listener.Close()

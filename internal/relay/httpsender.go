@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
 // HTTPSender sends HTTP requests to a Hybrid Connection in HTTP request
 // mode: an ordinary request to https://{Host}/{EntityPath}[/suffix] with the
-// token in the ServiceBusAuthorization header. Its fields must not change
+// token in the ServiceBusAuthorization header (or, by TokenPlacement, the
+// sb-hc-token query parameter). Its fields must not change
 // after first use; Do is then safe for concurrent use.
 type HTTPSender struct {
 	// Credentials need the Send right (or none, for an entity that does
@@ -26,6 +28,14 @@ type HTTPSender struct {
 	TokenTTL time.Duration
 	// Now returns the current time for token minting; nil means time.Now.
 	Now func() time.Time
+	// TokenPlacement is header (""), query, or auto: header first and,
+	// after the relay's own 401, the query (from then on). Under auto a
+	// body is sent twice only if it can be rewound (http.Request.GetBody:
+	// a *bytes.Reader, *bytes.Buffer or *strings.Reader); otherwise the
+	// 401 is returned.
+	TokenPlacement TokenPlacement
+
+	queryLearned atomic.Bool // TokenAuto saw the query form accepted
 }
 
 // Do sends one request and returns the response: the listener's (see
@@ -47,18 +57,57 @@ func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Va
 	if err != nil {
 		return nil, err
 	}
-	u := s.Credentials.HTTPURL(URLOptions{Suffix: suffix, Query: query})
+	inQuery := s.TokenPlacement == TokenInQuery || s.queryLearned.Load()
+	req, err := s.newRequest(ctx, method, suffix, query, header, body, tok, inQuery)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.send(req, tok)
+	if err != nil || !s.retryInQuery(inQuery, req, resp) {
+		return resp, err
+	}
+	// TokenAuto: the relay refused the header form; try the query form.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if body != nil {
+		if body, err = req.GetBody(); err != nil {
+			return nil, fmt.Errorf("relay: request: rewinding the body: %w", err)
+		}
+	}
+	if req, err = s.newRequest(ctx, method, suffix, query, header, body, tok, true); err != nil {
+		return nil, err
+	}
+	if resp, err = s.send(req, tok); err == nil && (resp.StatusCode != http.StatusUnauthorized || FromListener(resp)) {
+		s.queryLearned.Store(true)
+	}
+	return resp, err
+}
+
+// newRequest builds the request with the token in the header or, when
+// inQuery is set, in the sb-hc-token query parameter.
+func (s *HTTPSender) newRequest(ctx context.Context, method, suffix string, query url.Values, header http.Header, body io.Reader, tok string, inQuery bool) (*http.Request, error) {
+	uo := URLOptions{Suffix: suffix, Query: query}
+	if inQuery {
+		uo.Token = tok
+	}
+	u := s.Credentials.HTTPURL(uo)
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return nil, fmt.Errorf("relay: request: %w", err)
+		// Its text may quote the URL, and with it the token.
+		return nil, newRedacted("relay: request", err, tok)
 	}
 	if header != nil {
 		req.Header = header.Clone()
 	}
 	req.Header.Del(HeaderAuthorization)
-	if tok != "" {
+	if tok != "" && !inQuery {
 		req.Header.Set(HeaderAuthorization, tok)
 	}
+	return req, nil
+}
+
+// send sends req; errors never contain tok.
+func (s *HTTPSender) send(req *http.Request, tok string) (*http.Response, error) {
 	client := s.Client
 	if client == nil {
 		client = http.DefaultClient
@@ -72,6 +121,14 @@ func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Va
 		return nil, newRedacted("relay: request", err, tok)
 	}
 	return resp, nil
+}
+
+// retryInQuery reports whether, under TokenAuto, resp is the relay's own
+// 401 to a token in the header and req's body can be sent again.
+func (s *HTTPSender) retryInQuery(inQuery bool, req *http.Request, resp *http.Response) bool {
+	return s.TokenPlacement == TokenAuto && !inQuery &&
+		resp.StatusCode == http.StatusUnauthorized && !FromListener(resp) &&
+		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 }
 
 // FromListener reports whether resp came from the listener rather than from

@@ -90,6 +90,10 @@ type ListenerConfig struct {
 	RequestTimeout time.Duration
 	// Now returns the current time for token minting; nil means time.Now.
 	Now func() time.Time
+	// TokenPlacement is where the control channel's dial puts the token:
+	// header (""), query, or auto (header first, the query after a 401,
+	// then the query only).
+	TokenPlacement TokenPlacement
 }
 
 // Listener is a Hybrid Connections listener: it keeps a control channel
@@ -104,6 +108,8 @@ type Listener struct {
 	cfg  ListenerConfig
 	log  *slog.Logger
 	done chan struct{} // closed by Close
+
+	placer *tokenPlacer // where control-channel dials put the token; safe for concurrent use
 
 	closeOnce sync.Once
 	handlers  sync.WaitGroup // accept and request goroutines
@@ -125,6 +131,9 @@ func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.TokenPlacement.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = DefaultTokenTTL
@@ -154,6 +163,7 @@ func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
 		log:    log.With("entity", cfg.Credentials.EntityPath),
 		done:   make(chan struct{}),
 		connCh: make(chan struct{}),
+		placer: &tokenPlacer{p: cfg.TokenPlacement},
 	}, nil
 }
 
@@ -291,19 +301,35 @@ func (l *Listener) setConnected(ok bool) {
 	}
 }
 
-// dialControl opens a control channel and returns it with its token's expiry.
-func (l *Listener) dialControl(ctx context.Context) (*websocket.Conn, time.Time, error) {
+// dialControl opens a control channel and returns it with its token's
+// expiry, placing the token as TokenPlacement says.
+func (l *Listener) dialControl(ctx context.Context) (ws *websocket.Conn, exp time.Time, err error) {
+	err = l.placer.do(func(inQuery bool) error {
+		ws, exp, err = l.dialControlOnce(ctx, inQuery)
+		return err
+	})
+	return ws, exp, err
+}
+
+// dialControlOnce dials the control channel once, with the token in the
+// sb-hc-token query parameter when inQuery is set.
+func (l *Listener) dialControlOnce(ctx context.Context, inQuery bool) (*websocket.Conn, time.Time, error) {
 	now := l.cfg.Now()
 	tok, exp, err := l.cfg.Credentials.Token(now, l.cfg.TokenTTL)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	h := http.Header{}
-	if tok != "" {
+	id := NewID()
+	uo := URLOptions{ID: id}
+	switch {
+	case tok == "":
+	case inQuery:
+		uo.Token = tok
+	default:
 		h.Set(HeaderAuthorization, tok)
 	}
-	id := NewID()
-	u := l.cfg.Credentials.WebSocketURL(ActionListen, URLOptions{ID: id})
+	u := l.cfg.Credentials.WebSocketURL(ActionListen, uo)
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	ws, err := dialURL(dctx, u.String(), ActionListen, &websocket.DialOptions{HTTPClient: l.cfg.HTTPClient, HTTPHeader: h}, tok)

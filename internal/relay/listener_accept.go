@@ -56,15 +56,23 @@ func (r *AcceptRequest) firstProtocol() string {
 	return strings.TrimSpace(p)
 }
 
-// ListenerConn is an accepted sender connection. Read and Write follow
-// coder/websocket's rules: at most one Read and one Write at a time (they
-// may run concurrently with each other), and cancelling the ctx passed to
-// either closes the connection. Close is safe to call at any time, also
+// ListenerConn is an accepted sender connection. At most one Read and one
+// Write may run at a time (they may run concurrently with each other). The
+// deadline or cancellation of Read's ctx ends that read and further reads
+// (writes still work); the deadline of Write's ctx ends that write and
+// further writes, and its cancellation closes the connection, as
+// coder/websocket does. Close is safe to call at any time, also
 // concurrently; the Listener closes the connection when ConnHandler
 // returns.
+//
+// Half-close works (docs/hybrid-connections.md §5.3): when the sender
+// closes its side (Read returns an error with
+// websocket.CloseStatus(err) == the sender's code, 1000 for .NET's
+// Shutdown), Write keeps working until Close, which sends the listener's
+// own close frame.
 type ListenerConn struct {
 	// Static after construction.
-	ws  *websocket.Conn
+	ws  *halfConn
 	req *AcceptRequest
 }
 
@@ -88,13 +96,12 @@ func (c *ListenerConn) Subprotocol() string { return c.ws.Subprotocol() }
 
 // Read reads one whole message (up to the listener's ReadLimit).
 func (c *ListenerConn) Read(ctx context.Context) (MessageType, []byte, error) {
-	typ, data, err := c.ws.Read(ctx)
-	return MessageType(typ), data, err
+	return c.ws.Read(ctx)
 }
 
-// Write writes one message.
+// Write writes one message, also after the sender has closed its side.
 func (c *ListenerConn) Write(ctx context.Context, typ MessageType, data []byte) error {
-	return c.ws.Write(ctx, websocket.MessageType(typ), data)
+	return c.ws.Write(ctx, typ, data)
 }
 
 // Close sends a close frame with code and reason (≤ 123 bytes) and waits
@@ -132,17 +139,16 @@ func (l *Listener) handleAccept(ctx context.Context, cmd *AcceptCommand) {
 		log.Info("sender rejected", "status", status)
 		return
 	}
-	opts := &websocket.DialOptions{HTTPClient: l.cfg.HTTPClient}
+	var protocols []string
 	if p := req.firstProtocol(); p != "" {
-		opts.Subprotocols = []string{p}
+		protocols = []string{p}
 	}
-	ws, err := dialURL(dctx, cmd.Address, ActionAccept, opts, "")
+	ws, err := dialHalfConn(dctx, cmd.Address, protocols, l.cfg.HTTPClient, l.cfg.ReadLimit)
 	if err != nil {
 		log.Warn("accept rendezvous failed", "err", err)
 		return
 	}
 	cancel()
-	ws.SetReadLimit(l.cfg.ReadLimit)
 	c := &ListenerConn{ws: ws, req: req}
 	log.Info("sender accepted", "subprotocol", ws.Subprotocol())
 	defer func() {

@@ -70,6 +70,9 @@ type PoolConfig struct {
 	HTTPClient *http.Client
 	// Now is the clock for token minting and expiry; nil means time.Now.
 	Now func() time.Time
+	// TokenPlacement is where dials put the token: header (""), query, or
+	// auto (header first, the query after a 401, then the query only).
+	TokenPlacement TokenPlacement
 }
 
 // withDefaults fills zero fields and rejects invalid ones.
@@ -104,6 +107,9 @@ func (cfg PoolConfig) withDefaults() (PoolConfig, error) {
 		case f.v == 0:
 			f.p(f.def)
 		}
+	}
+	if err := cfg.TokenPlacement.Validate(); err != nil {
+		return cfg, fmt.Errorf("relay: pool: %w", err)
 	}
 	if cfg.Size > maxPoolSize {
 		return cfg, fmt.Errorf("relay: pool: Size must be at most %d", maxPoolSize)
@@ -162,6 +168,7 @@ type Pool struct {
 	abort   context.CancelFunc
 	dialCtx context.Context // parent of dials; cancelled when Close starts
 	noDial  context.CancelFunc
+	placer  *tokenPlacer // where dials put the token (learns under TokenAuto)
 	// free recycles outMsgs. A buffered channel rather than a sync.Pool:
 	// it is bounded, and it keeps the send path allocation-free also under
 	// the race detector, which makes sync.Pool drop items at random.
@@ -214,6 +221,7 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 		changed:  make(chan struct{}),
 		reason:   "connecting",
 		failErr:  fmt.Errorf("%w: connecting", ErrUnavailable),
+		placer:   &tokenPlacer{p: cfg.TokenPlacement},
 	}
 	if p.cfg.HTTPClient == nil {
 		// No keep-alives: a successful dial is hijacked anyway, and
@@ -593,12 +601,12 @@ func (p *Pool) dialInto(c *conn) bool {
 	ctx, cancel := context.WithTimeout(p.dialCtx, p.cfg.DialTimeout)
 	defer cancel()
 	now := p.cfg.Now()
-	ws, err := Dial(ctx, p.cfg.Credentials, DialOptions{
+	ws, err := dialPlaced(ctx, p.cfg.Credentials, DialOptions{
 		TokenTTL:   p.cfg.TokenTTL,
 		HTTPClient: p.cfg.HTTPClient,
 		ReadLimit:  p.cfg.MaxMessageBytes,
 		Now:        p.cfg.Now,
-	})
+	}, p.placer)
 	if err != nil {
 		if p.dialCtx.Err() != nil {
 			p.m.Dialed("canceled")

@@ -37,8 +37,11 @@ type DialOptions struct {
 	// ID is the sb-hc-id; "" means a fresh NewID().
 	ID string
 	// TokenInQuery sends the token in sb-hc-token instead of the
-	// ServiceBusAuthorization header.
+	// ServiceBusAuthorization header; it overrides TokenPlacement.
 	TokenInQuery bool
+	// TokenPlacement is header (""), query or auto: header first, then,
+	// after a 401, the query.
+	TokenPlacement TokenPlacement
 	// TokenTTL is the lifetime of the minted token; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
 	// HTTPClient carries the TLS configuration (a custom CA, for example);
@@ -65,8 +68,7 @@ type DialOptions struct {
 // coder/websocket's concurrency rules: one reader and one writer at a time.
 // Dial is safe for concurrent use.
 func Dial(ctx context.Context, c Credentials, o DialOptions) (*websocket.Conn, error) {
-	ws, _, err := dialWS(ctx, c, ActionConnect, o)
-	return ws, err
+	return dialPlaced(ctx, c, o, &tokenPlacer{p: o.placement()})
 }
 
 // dialWS dials action on c's entity with a freshly minted token and returns

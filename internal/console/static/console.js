@@ -153,6 +153,13 @@
       if (p.reason) t += ` (${p.reason})`;
       $('pool-state').textContent = t;
     }
+    if (s.delivery === 'request') {
+      // Request-only gateway: no sender WebSockets; every message is an HTTP request.
+      $('pool-state').textContent = 'none: request-only mode (every message is an HTTP request to the listener)';
+      const sel = $('send-delivery');
+      sel.value = 'request';
+      for (const o of sel.options) o.disabled = o.value !== 'request';
+    }
     if (s.feed !== feedAvailable) {
       feedAvailable = s.feed;
       restartFeed();
