@@ -534,6 +534,7 @@ func (p *Pool) supervise(slot int) {
 			}
 		case <-renewC:
 			next := newConn()
+			next.expires = cur.expires // a token source must bring a later token
 			if p.dialInto(next) {
 				p.renewals.Add(1)
 				p.retireConn(cur, websocket.StatusNormalClosure, "token renewal")
@@ -593,12 +594,19 @@ func (p *Pool) dialInto(c *conn) bool {
 	ctx, cancel := context.WithTimeout(p.dialCtx, p.cfg.DialTimeout)
 	defer cancel()
 	now := p.cfg.Now()
-	ws, err := Dial(ctx, p.cfg.Credentials, DialOptions{
-		TokenTTL:   p.cfg.TokenTTL,
-		HTTPClient: p.cfg.HTTPClient,
-		ReadLimit:  p.cfg.MaxMessageBytes,
-		Now:        p.cfg.Now,
-	})
+	creds, exp, err := p.dialCredentials(ctx, now, c.expires)
+	if errors.Is(err, errStaleToken) {
+		return false // a renewal too early for the token source; not a failure
+	}
+	var ws *websocket.Conn
+	if err == nil {
+		ws, err = Dial(ctx, creds, DialOptions{
+			TokenTTL:   p.cfg.TokenTTL,
+			HTTPClient: p.cfg.HTTPClient,
+			ReadLimit:  p.cfg.MaxMessageBytes,
+			Now:        p.cfg.Now,
+		})
+	}
 	if err != nil {
 		if p.dialCtx.Err() != nil {
 			p.m.Dialed("canceled")
@@ -615,7 +623,7 @@ func (p *Pool) dialInto(c *conn) bool {
 	c.ctx, c.cancel = context.WithCancelCause(p.ctx)
 	c.wctx = context.WithoutCancel(c.ctx)
 	c.started = time.Now()
-	c.expires = p.tokenExpiry(now)
+	c.expires = exp
 	c.wtimer = time.AfterFunc(time.Hour, c.writeExpired)
 	c.wtimer.Stop()
 
