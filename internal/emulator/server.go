@@ -60,6 +60,8 @@ type Config struct {
 	MaxMessageBytes int64
 	// TLS, if set, serves wss:// and https://.
 	TLS *TLSConfig
+	// Entra, if set, also accepts Microsoft Entra ID-style JWTs (entra.go).
+	Entra *EntraConfig
 }
 
 func (c *Config) setDefaults() {
@@ -134,6 +136,7 @@ type Server struct {
 	m        Metrics
 	verifier *relay.Verifier
 	tlsConf  *tls.Config
+	entra    *EntraIssuer // nil unless cfg.Entra
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	authLog  *logLimiter
@@ -209,6 +212,13 @@ func New(cfg Config, log *slog.Logger, m Metrics) (*Server, error) {
 			return nil, err
 		}
 		s.tlsConf = tc
+	}
+	if cfg.Entra != nil {
+		ei, err := NewEntraIssuer(*cfg.Entra)
+		if err != nil {
+			return nil, err
+		}
+		s.entra = ei
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
@@ -454,6 +464,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
+		return
+	}
+	if s.serveEntraJWKS(w, r) {
 		return
 	}
 	rawPath := r.URL.EscapedPath()
