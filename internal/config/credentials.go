@@ -21,6 +21,8 @@ type credentialSource struct {
 	keyName          string
 	key              string
 	insecure         bool
+	auth             string // "sas" (default) or "entra" (entra.go)
+	miClientID       string // user-assigned managed identity, Entra only
 }
 
 // explicit reports whether any of the explicit fields is set.
@@ -41,6 +43,9 @@ func (s credentialSource) explicitNames() string {
 // validate rejects more than one source and incomplete explicit
 // credentials; with no source set it returns nil.
 func (s credentialSource) validate() error {
+	if s.entra() {
+		return s.validateEntra()
+	}
 	var set []string
 	if s.connectionString != "" {
 		set = append(set, s.prefix+"_CONNECTION_STRING")
@@ -76,6 +81,9 @@ func (s credentialSource) validate() error {
 // ".servicebus.windows.net"). Errors name the variable (or the config.json
 // field) and never contain a key.
 func (s credentialSource) resolve() (relay.Credentials, error) {
+	if s.entra() {
+		return s.resolveEntra()
+	}
 	switch {
 	case s.connectionString != "":
 		cr, err := relay.ParseConnectionString(s.connectionString)

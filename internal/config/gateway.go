@@ -29,6 +29,9 @@ type Gateway struct {
 	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
 	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a standalone relay-emulator"`
 
+	Auth                    string `split_words:"true" default:"sas" validate:"oneof=sas entra" desc:"how to authenticate to the relay: sas (a SAS key or token from the credentials above) or entra (Microsoft Entra ID via DefaultAzureCredential: GATEWAY_NAMESPACE and GATEWAY_ENTITY_PATH, or GATEWAY_CONNECTION_STRING=Endpoint=sb://NS.servicebus.windows.net/;EntityPath=HC, without a key; the identity needs the Azure Relay Sender role)"`
+	ManagedIdentityClientID string `split_words:"true" desc:"with GATEWAY_AUTH=entra: client id of a user-assigned managed identity to use instead of the DefaultAzureCredential chain (which reads AZURE_CLIENT_ID itself)"`
+
 	Addr              string   `split_words:"true" default:"127.0.0.1:8080" desc:"HTTP listen address host:port. A non-loopback address needs GATEWAY_API_KEYS or GATEWAY_ALLOW_INSECURE_BIND=true"`
 	AllowInsecureBind bool     `split_words:"true" default:"false" desc:"allow a non-loopback GATEWAY_ADDR without API keys (anyone who can reach it can send and mint tokens)"`
 	APIKeys           []string `split_words:"true" desc:"comma-separated API keys (each at least 16 characters); when set, POST /messages and GET /token need Authorization: Bearer KEY or X-API-Key: KEY"`
@@ -135,6 +138,8 @@ func (c *Gateway) source() credentialSource {
 		keyName:          c.KeyName,
 		key:              c.Key,
 		insecure:         c.Emulator,
+		auth:             c.Auth,
+		miClientID:       c.ManagedIdentityClientID,
 	}
 }
 

@@ -28,6 +28,9 @@ type Listener struct {
 	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
 	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a local relay-emulator"`
 
+	Auth                    string `split_words:"true" default:"sas" validate:"oneof=sas entra" desc:"how to authenticate to the relay: sas (a SAS key or token from the credentials above) or entra (Microsoft Entra ID via DefaultAzureCredential: LISTENER_NAMESPACE and LISTENER_ENTITY_PATH, or LISTENER_CONNECTION_STRING=Endpoint=sb://NS.servicebus.windows.net/;EntityPath=HC, without a key; the identity needs the Azure Relay Listener role)"`
+	ManagedIdentityClientID string `split_words:"true" desc:"with LISTENER_AUTH=entra: client id of a user-assigned managed identity to use instead of the DefaultAzureCredential chain (which reads AZURE_CLIENT_ID itself)"`
+
 	Forward        string        `split_words:"true" desc:"local service URL (http or https); relayed HTTP requests are proxied to it and WebSocket messages POSTed to it. Empty: print only. The --forward flag overrides it"`
 	ForwardTimeout time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"how long the local service may take to answer one forwarded request or message"`
 
@@ -86,6 +89,8 @@ func (c *Listener) source() credentialSource {
 		keyName:          c.KeyName,
 		key:              c.Key,
 		insecure:         c.Emulator,
+		auth:             c.Auth,
+		miClientID:       c.ManagedIdentityClientID,
 	}
 }
 

@@ -80,6 +80,19 @@ func credErr(field, format string, args ...any) error {
 // in Microsoft's .NET client). OperationTimeout is accepted and ignored.
 // Errors name the field and never contain a key or signature.
 func ParseConnectionString(s string) (Credentials, error) {
+	c, err := parseConnectionString(s)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Credentials{}, err
+	}
+	return c, nil
+}
+
+// parseConnectionString parses s without checking that the fields are
+// complete.
+func parseConnectionString(s string) (Credentials, error) {
 	var c Credentials
 	if strings.TrimSpace(s) == "" {
 		return c, credErr("connection string", "is empty")
@@ -144,9 +157,6 @@ func ParseConnectionString(s string) (Credentials, error) {
 	}
 	if !seen["endpoint"] {
 		return Credentials{}, credErr("Endpoint", "is required")
-	}
-	if err := c.Validate(); err != nil {
-		return Credentials{}, err
 	}
 	return c, nil
 }

@@ -142,3 +142,26 @@ func (l *Listener) renewedToken(ctx context.Context, expiry time.Time) (tok stri
 func (c Credentials) renewable() bool {
 	return c.TokenSource != nil || (c.SharedAccessSignature == "" && c.Key != "")
 }
+
+// ParseEntraConnectionString parses a connection string for Microsoft
+// Entra ID authentication: Endpoint and EntityPath (and optionally
+// UseDevelopmentEmulator), as ParseConnectionString, but without a key or
+// signature, which are an error here. The caller sets TokenSource.
+func ParseEntraConnectionString(s string) (Credentials, error) {
+	c, err := parseConnectionString(s)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if c.KeyName != "" || c.Key != "" || c.SharedAccessSignature != "" {
+		return Credentials{}, credErr("connection string", "must not contain SharedAccessKeyName, SharedAccessKey or SharedAccessSignature with Entra ID authentication")
+	}
+	return c, c.ValidateTarget()
+}
+
+// ValidateTarget checks only Host and EntityPath, by their
+// connection-string names: what Entra ID credentials need besides a
+// TokenSource.
+func (c Credentials) ValidateTarget() error {
+	c.KeyName, c.Key, c.SharedAccessSignature, c.TokenSource = "", "", "", fixedSource{}
+	return c.Validate()
+}
