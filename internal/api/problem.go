@@ -32,6 +32,9 @@ const (
 	CodeDraining             = "draining"
 	CodeNotReady             = "not_ready"
 	CodeTimeout              = "timeout"
+	// CodeTokenMintingUnavailable: GET /token when the gateway
+	// authenticates with Microsoft Entra ID and so holds no SAS key.
+	CodeTokenMintingUnavailable = "token_minting_unavailable"
 )
 
 // problemTypePrefix + code is each problem's "type" URI.
@@ -58,6 +61,8 @@ var codes = map[string]struct {
 	CodeDraining:             {http.StatusServiceUnavailable, "Gateway shutting down"},
 	CodeNotReady:             {http.StatusServiceUnavailable, "Not ready"},
 	CodeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
+
+	CodeTokenMintingUnavailable: {http.StatusNotImplemented, "Token minting needs a SAS key"},
 }
 
 // FieldError is one entry of a problem's "errors": Pointer is a JSON
