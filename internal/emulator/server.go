@@ -219,6 +219,7 @@ func New(cfg Config, log *slog.Logger, m Metrics) (*Server, error) {
 			return nil, err
 		}
 		s.entra = ei
+		log.Info("Entra mode: accepting JWT access tokens", slog.String("issuer", ei.Issuer()), slog.String("jwks", EntraJWKSPath))
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil

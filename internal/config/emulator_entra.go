@@ -1,0 +1,58 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/relaygate/relaygate/internal/emulator"
+)
+
+// entraConfig returns the emulator's Entra mode configuration, or nil when
+// RELAY_EMULATOR_ENTRA is off.
+func (c *Emulator) entraConfig() (*emulator.EntraConfig, error) {
+	if !c.Entra {
+		return nil, nil
+	}
+	ec := &emulator.EntraConfig{Issuer: c.EntraIssuer, JWKSFile: c.EntraJWKSFile}
+	if c.EntraKeyFile != "" {
+		k, err := emulator.LoadOrCreateEntraKey(c.EntraKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("RELAY_EMULATOR_ENTRA_KEY_FILE (--entra-key-file): %w", err)
+		}
+		ec.Key = k
+	}
+	return ec, nil
+}
+
+// MintEntra returns a development Entra token with the roles of
+// --mint-entra-token ("Send", "role=Send", "Listen,Send"), signed with the
+// key of --entra-key-file and valid for an hour, which an emulator started
+// with --entra and the same key file and issuer accepts.
+func (c *Emulator) MintEntra() (string, error) {
+	if c.EntraKeyFile == "" {
+		return "", errors.New("--mint-entra-token: set RELAY_EMULATOR_ENTRA_KEY_FILE (--entra-key-file) to the key file the emulator uses")
+	}
+	var roles []string
+	for r := range strings.SplitSeq(c.MintEntraToken, ",") {
+		r = strings.TrimSpace(r)
+		if k, v, ok := strings.Cut(r, "="); ok && strings.EqualFold(strings.TrimSpace(k), "role") {
+			r = strings.TrimSpace(v)
+		}
+		if emulator.RightsFromRoles([]string{r}) == 0 {
+			return "", fmt.Errorf("--mint-entra-token: unknown role %q (want Send, Listen, Manage or an Azure Relay role name)", r)
+		}
+		roles = append(roles, r)
+	}
+	c.Entra = true
+	ec, err := c.entraConfig()
+	if err != nil {
+		return "", err
+	}
+	ec.JWKSFile = ""
+	iss, err := emulator.NewEntraIssuer(*ec)
+	if err != nil {
+		return "", err
+	}
+	return iss.Mint(emulator.EntraClaims{Roles: roles})
+}
