@@ -700,6 +700,8 @@ func dialReason(err error) (result, reason string) {
 		return "timeout", "relay timed out"
 	case errors.Is(err, ErrRelayUnavailable):
 		return "relay_error", "relay error"
+	case errors.Is(err, ErrTokenSource):
+		return "token_source", "token source failed"
 	}
 	return "network", "relay unreachable"
 }
