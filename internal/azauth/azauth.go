@@ -111,6 +111,10 @@ type Options struct {
 	// ClientOptions configure the credential's HTTP pipeline (tests point
 	// it at a local authority).
 	ClientOptions azcore.ClientOptions
+	// DisableInstanceDiscovery skips asking login.microsoftonline.com
+	// whether the authority is valid: for a private authority such as
+	// relay-emulator's stand-in token endpoint (AZURE_AUTHORITY_HOST).
+	DisableInstanceDiscovery bool
 }
 
 // NewCredential builds the credential for Entra mode: with
@@ -131,7 +135,10 @@ func NewCredential(o Options) (azcore.TokenCredential, error) {
 		}
 		return cred, nil
 	}
-	cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: o.ClientOptions})
+	cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
+		ClientOptions:            o.ClientOptions,
+		DisableInstanceDiscovery: o.DisableInstanceDiscovery,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("azauth: DefaultAzureCredential: %w", err)
 	}

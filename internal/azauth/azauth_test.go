@@ -2,10 +2,14 @@ package azauth_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -307,4 +311,105 @@ func TestNewCredential(t *testing.T) {
 	if _, err := azauth.NewTokenSource(azauth.Options{ManagedIdentityClientID: "00000000-0000-0000-0000-000000000001"}); err != nil {
 		t.Errorf("managed identity: %v", err)
 	}
+}
+
+// TestDefaultAzureCredentialWithEmulatorAuthority runs Entra mode as a
+// developer would, with no Azure: relay-emulator over TLS in Entra mode is
+// also the token endpoint; NewTokenSource's DefaultAzureCredential picks
+// the client secret from AZURE_* variables; the gateway pool and the
+// listener each get a token for their own application and relay a message.
+// Not parallel: it sets environment variables.
+func TestDefaultAzureCredentialWithEmulatorAuthority(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	sendSecret, listenSecret := "send-secret-"+emulatortest.RandomKey(), "listen-secret-"+emulatortest.RandomKey()
+	emu := emulatortest.Start(t, func(c *emulator.Config) {
+		c.TLS = &emulator.TLSConfig{CAFile: caFile}
+		c.Entra = &emulator.EntraConfig{Clients: []emulator.EntraClient{
+			{ID: "gateway-app", Secret: sendSecret, Roles: []string{"Azure Relay Sender"}},
+			{ID: "listener-app", Secret: listenSecret, Roles: []string{"Listen"}},
+		}}
+	})
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	t.Cleanup(client.CloseIdleConnections) // before the emulator's Close waits for them
+	authority := "https://" + emu.Addr() + "/"
+	logger, logs := testlog.New(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	lcred, err := azidentity.NewClientSecretCredential("relaygate-emulator", "listener-app", listenSecret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: authority}, Transport: client},
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", TokenSource: azauth.NewSource(lcred, azauth.SourceOptions{})},
+		HTTPClient:  client,
+		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
+			if _, data, err := c.Read(ctx); err == nil {
+				got <- string(data)
+			}
+		},
+	}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Run(t.Context())
+	t.Cleanup(func() { l.Close() })
+	if err := l.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("AZURE_TENANT_ID", "relaygate-emulator")
+	t.Setenv("AZURE_CLIENT_ID", "gateway-app")
+	t.Setenv("AZURE_CLIENT_SECRET", sendSecret)
+	t.Setenv("AZURE_AUTHORITY_HOST", authority)
+	t.Setenv("AZURE_TOKEN_CREDENTIALS", "EnvironmentCredential")
+	src, err := azauth.NewTokenSource(azauth.Options{ClientOptions: azcore.ClientOptions{Transport: client}, DisableInstanceDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := relay.NewPool(relay.PoolConfig{Size: 2, HTTPClient: client,
+		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", TokenSource: src}}, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if err := p.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Send(ctx, relay.Message{ID: "m", Type: relay.MessageText, Data: []byte("dev loop")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "dev loop" {
+			t.Fatalf("got %q", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("nothing delivered")
+	}
+
+	// The emulator's authority refuses a wrong secret as Entra would.
+	bad, _ := azidentity.NewClientSecretCredential("relaygate-emulator", "gateway-app", "wrong-"+sendSecret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions:            azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: authority}, Transport: client, Retry: policy.RetryOptions{MaxRetries: -1}},
+		DisableInstanceDiscovery: true,
+	})
+	_, err = azauth.NewSource(bad, azauth.SourceOptions{}).Token(ctx)
+	if err == nil || !strings.Contains(err.Error(), "AADSTS7000215") {
+		t.Fatalf("wrong secret: got %v", err)
+	}
+	p.Close(ctx)
+	l.Close()
+	tok, _ := src.Token(ctx)
+	testlog.AssertNoSecrets(t, logs.String(), sendSecret, listenSecret, tok.Token)
+	testlog.AssertNoSecrets(t, err.Error(), sendSecret)
 }

@@ -44,6 +44,7 @@ type Emulator struct {
 	EntraIssuer   string `split_words:"true" default:"https://sts.windows.net/relaygate-emulator/" desc:"iss claim accepted (and minted) in Entra mode"`
 	EntraKeyFile  string `split_words:"true" desc:"PEM signing key for Entra mode, created (P-256) if missing and shared with --mint-entra-token; empty: a new key every run"`
 	EntraJWKSFile string `split_words:"true" desc:"in Entra mode, write the public key set (JWKS) to this file at start"`
+	EntraClients  string `split_words:"true" desc:"in Entra mode, applications CLIENT_ID=SECRET[:Listen,Send,Manage] (default Send) for which the emulator acts as a token endpoint (azidentity's client-secret flow over TLS at https://ADDR/TENANT/oauth2/v2.0/token), separated by spaces or ';'"`
 
 	// MintEntraToken (the --mint-entra-token flag only) prints a token and
 	// exits instead of serving.
@@ -172,6 +173,7 @@ func (c *Emulator) bindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Entra, "entra", c.Entra, "also accept Entra ID-style JWTs signed by the emulator's key")
 	fs.StringVar(&c.EntraIssuer, "entra-issuer", c.EntraIssuer, "`iss` of accepted Entra tokens")
 	fs.StringVar(&c.EntraKeyFile, "entra-key-file", c.EntraKeyFile, "PEM signing key `file` for Entra mode (created if missing)")
+	fs.Var(&ruleList{dst: &c.EntraClients}, "entra-client", "Entra application `CLIENT_ID=SECRET[:Roles]` the emulator issues tokens to (repeatable)")
 	fs.StringVar(&c.EntraJWKSFile, "entra-jwks-file", c.EntraJWKSFile, "`file` to write the Entra JWKS to")
 	fs.StringVar(&c.MintEntraToken, "mint-entra-token", "", "print an Entra token with these `roles` (Send, Listen, Manage; comma-separated, \"role=\" optional) signed with --entra-key-file, and exit")
 	fs.DurationVar(&c.TokenGrace, "token-grace", c.TokenGrace, "tolerance for an expired control channel token")

@@ -15,6 +15,13 @@ func (c *Emulator) entraConfig() (*emulator.EntraConfig, error) {
 		return nil, nil
 	}
 	ec := &emulator.EntraConfig{Issuer: c.EntraIssuer, JWKSFile: c.EntraJWKSFile}
+	for i, s := range splitRules(c.EntraClients) {
+		cl, err := emulator.ParseEntraClient(s)
+		if err != nil {
+			return nil, fmt.Errorf("RELAY_EMULATOR_ENTRA_CLIENTS (--entra-client) #%d: %v", i+1, err)
+		}
+		ec.Clients = append(ec.Clients, cl)
+	}
 	if c.EntraKeyFile != "" {
 		k, err := emulator.LoadOrCreateEntraKey(c.EntraKeyFile)
 		if err != nil {

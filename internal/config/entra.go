@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"strings"
 
 	"github.com/relaygate/relaygate/internal/azauth"
@@ -65,10 +67,22 @@ func (s credentialSource) resolveEntra() (relay.Credentials, error) {
 			return relay.Credentials{}, fmt.Errorf("%s_NAMESPACE/ENTITY_PATH: %w", s.prefix, err)
 		}
 	}
-	ts, err := azauth.NewTokenSource(azauth.Options{ManagedIdentityClientID: s.miClientID})
+	ts, err := azauth.NewTokenSource(azauth.Options{
+		ManagedIdentityClientID:  s.miClientID,
+		DisableInstanceDiscovery: loopbackAuthority(os.Getenv("AZURE_AUTHORITY_HOST")),
+	})
 	if err != nil {
 		return relay.Credentials{}, fmt.Errorf("%s_AUTH=entra: %w", s.prefix, err)
 	}
 	cr.TokenSource = ts
 	return cr, nil
+}
+
+// loopbackAuthority reports whether AZURE_AUTHORITY_HOST (read by
+// azidentity itself) points at this machine, such as relay-emulator's
+// stand-in token endpoint: instance discovery would ask
+// login.microsoftonline.com about it and fail.
+func loopbackAuthority(raw string) bool {
+	u, err := url.Parse(raw)
+	return raw != "" && err == nil && isLoopback(u.Hostname())
 }

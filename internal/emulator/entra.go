@@ -51,6 +51,9 @@ type EntraConfig struct {
 	// JWKSFile, if set, receives the public key set at New (0644), for
 	// tools that verify tokens offline.
 	JWKSFile string
+	// Clients, if any, turn on the stand-in token endpoint for azidentity's
+	// client-secret flow (entra_authority.go).
+	Clients []EntraClient
 }
 
 // EntraIssuer holds the emulator's Entra signing key. It is immutable and
@@ -287,18 +290,6 @@ func (s *Server) verifyEntra(raw, name string, need Rights) (*relay.Token, *wire
 			text: "Unauthorized access. '" + need.String() + "' claim(s) are required to perform this operation."}
 	}
 	return &relay.Token{Resource: relay.EntraAudience, KeyName: "entra", Expiry: exp}, nil
-}
-
-// serveEntraJWKS answers GET EntraJWKSPath in Entra mode and reports
-// whether it did.
-func (s *Server) serveEntraJWKS(w http.ResponseWriter, r *http.Request) bool {
-	if s.entra == nil || r.URL.Path != EntraJWKSPath || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
-		return false
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=3600")
-	w.Write(s.entra.jwks)
-	return true
 }
 
 // Entra returns the server's Entra issuer, or nil when Entra mode is off.

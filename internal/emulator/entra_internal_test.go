@@ -191,3 +191,69 @@ func TestEntraKeyFileAndJWKSEndpoint(t *testing.T) {
 		t.Errorf("JWKS served without Entra mode")
 	}
 }
+
+func TestParseEntraClient(t *testing.T) {
+	t.Parallel()
+	c, err := ParseEntraClient("app=s3cret:Listen,Azure Relay Sender")
+	if err != nil || c.ID != "app" || c.Secret != "s3cret" || RightsFromRoles(c.Roles) != RightListen|RightSend || strings.Contains(c.String(), "s3cret") {
+		t.Fatalf("got %v, %v", c, err)
+	}
+	if c, err := ParseEntraClient("app=s3cret"); err != nil || len(c.Roles) != 1 || c.Roles[0] != "Send" {
+		t.Fatalf("default role: %v, %v", c, err)
+	}
+	for _, s := range []string{"", "app", "=s3cret", "app=", "app=s3cret:Owner", "a b=s3cret"} {
+		if _, err := ParseEntraClient(s); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: got %v", s, err)
+		}
+	}
+}
+
+// TestEntraAuthorityErrors: the stand-in token endpoint answers bad
+// requests as Entra ID does (OAuth error JSON), and only in Entra mode
+// with clients.
+func TestEntraAuthorityErrors(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{Entra: &EntraConfig{Clients: []EntraClient{{ID: "app", Secret: "s3cret", Roles: []string{"Send"}}}}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(form string) (int, string) {
+		req := httptest.NewRequest("POST", "/tenant1/oauth2/v2.0/token", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	scope := "&scope=" + strings.ReplaceAll(relay.EntraScope, "/", "%2F")
+	for _, tt := range []struct {
+		form   string
+		status int
+		code   string
+	}{
+		{"grant_type=password&client_id=app&client_secret=s3cret" + scope, 400, "unsupported_grant_type"},
+		{"grant_type=client_credentials&client_id=app&client_secret=s3cret&scope=https%3A%2F%2Fgraph", 400, "invalid_scope"},
+		{"grant_type=client_credentials&client_id=nobody&client_secret=s3cret" + scope, 400, "unauthorized_client"},
+		{"grant_type=client_credentials&client_id=app&client_secret=wrong" + scope, 401, "invalid_client"},
+		{"grant_type=client_credentials&client_id=app&client_secret=s3cret" + scope, 200, ""},
+	} {
+		status, body := post(tt.form)
+		if status != tt.status || !strings.Contains(body, tt.code) || strings.Contains(body, "s3cret") {
+			t.Errorf("%s: got %d %s", tt.form, status, body)
+		}
+		if status == 200 {
+			var resp struct {
+				AccessToken string `json:"access_token"`
+				ExpiresIn   int    `json:"expires_in"`
+			}
+			json.Unmarshal([]byte(body), &resp)
+			if rights, _, err := s.Entra().VerifyEntraToken(resp.AccessToken, time.Now()); err != nil || rights != RightSend || resp.ExpiresIn != 3600 {
+				t.Errorf("issued token: %v %v %d", rights, err, resp.ExpiresIn)
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/tenant1/v2.0/.well-known/openid-configuration", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"token_endpoint":"http://example.com/tenant1/oauth2/v2.0/token"`) {
+		t.Errorf("openid-configuration: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -467,7 +467,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 		return
 	}
-	if s.serveEntraJWKS(w, r) {
+	if s.serveEntra(w, r) {
 		return
 	}
 	rawPath := r.URL.EscapedPath()
