@@ -46,6 +46,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.MintEntraToken != "" {
+		tok, err := emulator.MintEntra(cfg)
+		if err == nil {
+			fmt.Fprintln(stdout, tok)
+		}
+		return err
+	}
 	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err

@@ -32,6 +32,9 @@ const (
 	codeDraining             = "draining"
 	codeNotReady             = "not_ready"
 	codeTimeout              = "timeout"
+	// codeTokenMintingUnavailable: GET /token when the gateway holds no SAS
+	// key (Microsoft Entra ID, or a fixed shared access signature).
+	codeTokenMintingUnavailable = "token_minting_unavailable"
 )
 
 // problemTypePrefix + code is each problem's "type" URI.
@@ -58,6 +61,8 @@ var codes = map[string]struct {
 	codeDraining:             {http.StatusServiceUnavailable, "Gateway shutting down"},
 	codeNotReady:             {http.StatusServiceUnavailable, "Not ready"},
 	codeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
+
+	codeTokenMintingUnavailable: {http.StatusNotImplemented, "Token minting needs a SAS key"},
 }
 
 // fieldError is one entry of a problem's "errors": Pointer is a JSON

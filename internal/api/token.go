@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,6 +36,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	c := s.cfg.Credentials
 	tok, exp, err := c.Token(s.cfg.Now(), ttl)
+	if errors.Is(err, relay.ErrTokenMintingUnavailable) {
+		return &problem{Code: codeTokenMintingUnavailable, Err: err,
+			Detail: "token minting needs a SAS key; this gateway authenticates to the relay with Microsoft Entra ID and never hands out its access tokens"}
+	}
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,9 @@ type Relay struct {
 	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
 	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a standalone relay-emulator"`
 
+	Auth                    string `split_words:"true" default:"sas" validate:"oneof=sas entra" desc:"how to authenticate to the relay: sas (a SAS key or token from the credentials above) or entra (Microsoft Entra ID via DefaultAzureCredential: PREFIX_NAMESPACE and PREFIX_ENTITY_PATH, or PREFIX_CONNECTION_STRING=Endpoint=sb://NS.servicebus.windows.net/;EntityPath=HC, without a key; the identity needs the Azure Relay Sender role for the gateway, Listener for the listener)"`
+	ManagedIdentityClientID string `split_words:"true" desc:"with PREFIX_AUTH=entra: client id of a user-assigned managed identity to use instead of the DefaultAzureCredential chain (which reads AZURE_CLIENT_ID itself)"`
+
 	RelayCAFile string `split_words:"true" desc:"PEM file of extra CA certificates to trust for the relay's TLS (wss://, https://), added to the system's; e.g. the relay-emulator's RELAY_EMULATOR_TLS_CA_FILE"`
 }
 
@@ -82,6 +85,9 @@ func explicitNames(prefix string) string {
 // credentials, naming variables under prefix; with no source set it
 // returns nil.
 func (r Relay) validate(prefix string) error {
+	if r.entra() {
+		return r.validateEntra(prefix)
+	}
 	var set []string
 	if r.ConnectionString != "" {
 		set = append(set, prefix+"_CONNECTION_STRING")
@@ -117,6 +123,9 @@ func (r Relay) validate(prefix string) error {
 // ".servicebus.windows.net"). Errors name the variable under prefix (or
 // the config.json field) and never contain a key.
 func (r Relay) resolve(prefix string) (relay.Credentials, error) {
+	if r.entra() {
+		return r.resolveEntra(prefix)
+	}
 	switch {
 	case r.ConnectionString != "":
 		cr, err := relay.ParseConnectionString(r.ConnectionString)

@@ -32,6 +32,16 @@ type Emulator struct {
 	TLSCAFile string   `envconfig:"TLS_CA_FILE" default:"relay-emulator-ca.pem" desc:"where the generated CA certificate is written for clients to trust (GATEWAY_RELAY_CA_FILE, LISTENER_RELAY_CA_FILE)"`
 	TLSHosts  []string `split_words:"true" desc:"host names and IPs of the generated certificate, comma-separated (default 127.0.0.1,::1,localhost)"`
 
+	Entra         bool   `split_words:"true" default:"false" desc:"also accept Microsoft Entra ID-style JWT access tokens (ES256/RS256, aud https://relay.azure.net, roles Listen/Send/Manage or Azure Relay Listener/Sender/Owner) signed by the emulator's Entra key; the key set is served at GET /.well-known/jwks.json"`
+	EntraIssuer   string `split_words:"true" default:"https://sts.windows.net/relaygate-emulator/" desc:"iss claim accepted (and minted) in Entra mode"`
+	EntraKeyFile  string `split_words:"true" desc:"PEM signing key for Entra mode, created (P-256) if missing and shared with --mint-entra-token; empty: a new key every run"`
+	EntraJWKSFile string `split_words:"true" desc:"in Entra mode, write the public key set (JWKS) to this file at start"`
+	EntraClients  string `split_words:"true" desc:"in Entra mode, applications CLIENT_ID=SECRET[:Listen,Send,Manage] (default Send) for which the emulator acts as a token endpoint (azidentity's client-secret flow over TLS at https://ADDR/TENANT/oauth2/v2.0/token), separated by spaces or ';'"`
+
+	// MintEntraToken (the --mint-entra-token flag only) prints a token and
+	// exits instead of serving.
+	MintEntraToken string `ignored:"true"`
+
 	TokenGrace      time.Duration `split_words:"true" default:"60s" validate:"min=1ms" desc:"how long an expired control channel token is tolerated before the channel is closed with 1008"`
 	AcceptTimeout   time.Duration `split_words:"true" default:"30s" validate:"min=10ms" desc:"validity of accept/request rendezvous addresses and how long a sender waits for a listener to accept"`
 	RequestTimeout  time.Duration `split_words:"true" default:"60s" validate:"min=10ms" desc:"how long an HTTP request-mode sender waits for the listener's response (then 504)"`
@@ -128,6 +138,12 @@ func (c *Emulator) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file`")
 	fs.StringVar(&c.TLSCAFile, "tls-ca-file", c.TLSCAFile, "`file` to write the generated CA certificate to")
 	fs.Var(&stringList{dst: &c.TLSHosts}, "tls-host", "`host` or IP of the generated certificate (repeatable)")
+	fs.BoolVar(&c.Entra, "entra", c.Entra, "also accept Entra ID-style JWTs signed by the emulator's key")
+	fs.StringVar(&c.EntraIssuer, "entra-issuer", c.EntraIssuer, "`iss` of accepted Entra tokens")
+	fs.StringVar(&c.EntraKeyFile, "entra-key-file", c.EntraKeyFile, "PEM signing key `file` for Entra mode (created if missing)")
+	fs.Var(&ruleList{dst: &c.EntraClients}, "entra-client", "Entra application `CLIENT_ID=SECRET[:Roles]` the emulator issues tokens to (repeatable)")
+	fs.StringVar(&c.EntraJWKSFile, "entra-jwks-file", c.EntraJWKSFile, "`file` to write the Entra JWKS to")
+	fs.StringVar(&c.MintEntraToken, "mint-entra-token", "", "print an Entra token with these `roles` (Send, Listen, Manage; comma-separated, \"role=\" optional) signed with --entra-key-file, and exit")
 	fs.DurationVar(&c.TokenGrace, "token-grace", c.TokenGrace, "tolerance for an expired control channel token")
 	fs.DurationVar(&c.AcceptTimeout, "accept-timeout", c.AcceptTimeout, "rendezvous address validity and sender wait")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "HTTP request-mode response timeout (504)")

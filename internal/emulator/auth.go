@@ -70,6 +70,9 @@ func (s *Server) authorize(r *http.Request, name string, need Rights, anonymousO
 
 // verify checks raw for entity name and the need right.
 func (s *Server) verify(raw, name string, need Rights) (*relay.Token, *wireError) {
+	if s.entra != nil && looksLikeJWT(raw) {
+		return s.verifyEntra(raw, name, need)
+	}
 	tok, err := s.verifier.Verify(raw, "", name)
 	if err != nil {
 		return nil, tokenError(err)

@@ -60,6 +60,9 @@ func ConfigFrom(c config.Emulator) (cfg Config, dev *Rule, entity string, err er
 	cfg.TokenGrace, cfg.AcceptTimeout, cfg.RequestTimeout = c.TokenGrace, c.AcceptTimeout, c.RequestTimeout
 	cfg.MaxListeners, cfg.MaxMessageBytes = c.MaxListeners, c.MaxMessageBytes
 	cfg.QueryTokenOnly = c.TokenPlacement == "query"
+	if cfg.Entra, err = entraConfigFrom(c); err != nil {
+		return Config{}, nil, "", err
+	}
 	if c.TLS || c.TLSCert != "" {
 		cfg.TLS = &TLSConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, CAFile: c.TLSCAFile, Hosts: c.TLSHosts}
 	}

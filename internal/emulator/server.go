@@ -65,6 +65,8 @@ type Config struct {
 	// a token in the ServiceBusAuthorization (or Authorization) header is
 	// ignored, so such clients get 401 MissingToken.
 	QueryTokenOnly bool
+	// Entra, if set, also accepts Microsoft Entra ID-style JWTs (entra.go).
+	Entra *EntraConfig
 }
 
 func (c *Config) setDefaults() {
@@ -139,6 +141,7 @@ type Server struct {
 	m        Metrics
 	verifier *relay.Verifier
 	tlsConf  *tls.Config
+	entra    *EntraIssuer // nil unless cfg.Entra
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	authLog  *logLimiter
@@ -214,6 +217,14 @@ func New(cfg Config, log *slog.Logger, m Metrics) (*Server, error) {
 			return nil, err
 		}
 		s.tlsConf = tc
+	}
+	if cfg.Entra != nil {
+		ei, err := NewEntraIssuer(*cfg.Entra)
+		if err != nil {
+			return nil, err
+		}
+		s.entra = ei
+		log.Info("Entra mode: accepting JWT access tokens", slog.String("issuer", ei.Issuer()), slog.String("jwks", EntraJWKSPath))
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
@@ -459,6 +470,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
+		return
+	}
+	if s.serveEntra(w, r) {
 		return
 	}
 	rawPath := r.URL.EscapedPath()

@@ -26,6 +26,9 @@ type Credentials struct {
 	Key     string
 	// SharedAccessSignature is a ready token, used instead of KeyName/Key.
 	SharedAccessSignature string
+	// TokenSource supplies Microsoft Entra ID access tokens, used instead
+	// of KeyName/Key or SharedAccessSignature (see tokensource.go).
+	TokenSource TokenSource
 	// Insecure selects ws:// and http:// instead of wss:// and https://,
 	// for a local emulator (UseDevelopmentEmulator=true).
 	Insecure bool
@@ -37,6 +40,8 @@ func (c Credentials) String() string {
 	switch {
 	case c.SharedAccessSignature != "":
 		auth = "fixed SAS token"
+	case c.TokenSource != nil:
+		auth = "Entra ID"
 	case c.Key != "":
 		auth = fmt.Sprintf("key %q", c.KeyName)
 	}
@@ -75,6 +80,19 @@ func credErr(field, format string, args ...any) error {
 // in Microsoft's .NET client). OperationTimeout is accepted and ignored.
 // Errors name the field and never contain a key or signature.
 func ParseConnectionString(s string) (Credentials, error) {
+	c, err := parseConnectionString(s)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Credentials{}, err
+	}
+	return c, nil
+}
+
+// parseConnectionString parses s without checking that the fields are
+// complete.
+func parseConnectionString(s string) (Credentials, error) {
 	var c Credentials
 	if strings.TrimSpace(s) == "" {
 		return c, credErr("connection string", "is empty")
@@ -140,9 +158,6 @@ func ParseConnectionString(s string) (Credentials, error) {
 	if !seen["endpoint"] {
 		return Credentials{}, credErr("Endpoint", "is required")
 	}
-	if err := c.Validate(); err != nil {
-		return Credentials{}, err
-	}
 	return c, nil
 }
 
@@ -200,6 +215,10 @@ func (c Credentials) validate(hostF, pathF, nameF, keyF string) error {
 		return credErr(hostF, "must be a host name with an optional port")
 	case c.EntityPath == "":
 		return credErr(pathF, "is required")
+	case c.TokenSource != nil && (c.KeyName != "" || c.Key != "" || c.SharedAccessSignature != ""):
+		return credErr("TokenSource", "cannot be combined with %s/%s or SharedAccessSignature", nameF, keyF)
+	case c.TokenSource != nil:
+		return nil
 	case c.SharedAccessSignature != "" && (c.KeyName != "" || c.Key != ""):
 		return credErr("SharedAccessSignature", "cannot be combined with %s/%s", nameF, keyF)
 	case c.SharedAccessSignature != "":
@@ -222,8 +241,12 @@ func (c Credentials) ResourceURI() string {
 
 // Token returns a token for the entity valid for ttl from now (ttl <= 0
 // means DefaultTokenTTL), and its expiry. With a fixed SharedAccessSignature
-// it returns that token and its own expiry.
+// it returns that token and its own expiry. With a TokenSource it returns
+// ErrTokenMintingUnavailable.
 func (c Credentials) Token(now time.Time, ttl time.Duration) (string, time.Time, error) {
+	if c.TokenSource != nil {
+		return "", time.Time{}, ErrTokenMintingUnavailable
+	}
 	if c.SharedAccessSignature != "" {
 		t, err := ParseToken(c.SharedAccessSignature)
 		if err != nil {

@@ -53,7 +53,7 @@ func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Va
 	if s.Now != nil {
 		now = s.Now
 	}
-	tok, _, err := s.Credentials.Token(now(), s.TokenTTL)
+	tok, _, err := s.Credentials.accessToken(ctx, now(), s.TokenTTL)
 	if err != nil {
 		return nil, err
 	}

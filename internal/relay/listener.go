@@ -315,7 +315,7 @@ func (l *Listener) dialControl(ctx context.Context) (ws *websocket.Conn, exp tim
 // sb-hc-token query parameter when inQuery is set.
 func (l *Listener) dialControlOnce(ctx context.Context, inQuery bool) (*websocket.Conn, time.Time, error) {
 	now := l.cfg.Now()
-	tok, exp, err := l.cfg.Credentials.Token(now, l.cfg.TokenTTL)
+	tok, exp, err := l.cfg.Credentials.accessToken(ctx, now, l.cfg.TokenTTL)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -404,18 +404,22 @@ func (s *session) pingLoop() {
 // renewLoop sends renewToken RenewBefore before each token's expiry.
 func (s *session) renewLoop(expiry time.Time) {
 	cfg := &s.l.cfg
-	if cfg.RenewBefore < 0 || cfg.Credentials.SharedAccessSignature != "" || cfg.Credentials.Key == "" {
+	if cfg.RenewBefore < 0 || !cfg.Credentials.renewable() {
 		return
 	}
+	var retryIn time.Duration
 	for {
-		d := max(expiry.Sub(cfg.Now())-cfg.RenewBefore, 50*time.Millisecond)
+		d := max(expiry.Sub(cfg.Now())-cfg.RenewBefore, 50*time.Millisecond, retryIn)
 		if !sleepCtx(s.ctx, d) {
 			return
 		}
-		tok, exp, err := cfg.Credentials.Token(cfg.Now(), cfg.TokenTTL)
+		tok, exp, retry, err := s.l.renewedToken(s.ctx, expiry)
 		if err != nil {
 			s.l.log.Error("token renewal", "err", err)
 			return
+		}
+		if retryIn = retry; tok == "" {
+			continue // no newer token yet
 		}
 		msg, err := EncodeControlMessage(&ControlMessage{RenewToken: &RenewTokenCommand{Token: tok}})
 		if err != nil {

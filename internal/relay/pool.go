@@ -542,6 +542,7 @@ func (p *Pool) supervise(slot int) {
 			}
 		case <-renewC:
 			next := newConn()
+			next.expires = cur.expires // a token source must bring a later token
 			if p.dialInto(next) {
 				p.renewals.Add(1)
 				p.retireConn(cur, websocket.StatusNormalClosure, "token renewal")
@@ -601,12 +602,19 @@ func (p *Pool) dialInto(c *conn) bool {
 	ctx, cancel := context.WithTimeout(p.dialCtx, p.cfg.DialTimeout)
 	defer cancel()
 	now := p.cfg.Now()
-	ws, err := dialPlaced(ctx, p.cfg.Credentials, DialOptions{
-		TokenTTL:   p.cfg.TokenTTL,
-		HTTPClient: p.cfg.HTTPClient,
-		ReadLimit:  p.cfg.MaxMessageBytes,
-		Now:        p.cfg.Now,
-	}, p.placer)
+	creds, exp, err := p.dialCredentials(ctx, now, c.expires)
+	if errors.Is(err, errStaleToken) {
+		return false // a renewal too early for the token source; not a failure
+	}
+	var ws *websocket.Conn
+	if err == nil {
+		ws, err = dialPlaced(ctx, creds, DialOptions{
+			TokenTTL:   p.cfg.TokenTTL,
+			HTTPClient: p.cfg.HTTPClient,
+			ReadLimit:  p.cfg.MaxMessageBytes,
+			Now:        p.cfg.Now,
+		}, p.placer)
+	}
 	if err != nil {
 		if p.dialCtx.Err() != nil {
 			p.m.Dialed("canceled")
@@ -623,7 +631,7 @@ func (p *Pool) dialInto(c *conn) bool {
 	c.ctx, c.cancel = context.WithCancelCause(p.ctx)
 	c.wctx = context.WithoutCancel(c.ctx)
 	c.started = time.Now()
-	c.expires = p.tokenExpiry(now)
+	c.expires = exp
 	c.wtimer = time.AfterFunc(time.Hour, c.writeExpired)
 	c.wtimer.Stop()
 
@@ -700,6 +708,8 @@ func dialReason(err error) (result, reason string) {
 		return "timeout", "relay timed out"
 	case errors.Is(err, ErrRelayUnavailable):
 		return "relay_error", "relay error"
+	case errors.Is(err, ErrTokenSource):
+		return "token_source", "token source failed"
 	}
 	return "network", "relay unreachable"
 }

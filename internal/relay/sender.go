@@ -78,7 +78,7 @@ func dialWS(ctx context.Context, c Credentials, action Action, o DialOptions) (*
 	if o.Now != nil {
 		now = o.Now
 	}
-	tok, _, err := c.Token(now(), o.TokenTTL)
+	tok, _, err := c.accessToken(ctx, now(), o.TokenTTL)
 	if err != nil {
 		return nil, "", err
 	}
