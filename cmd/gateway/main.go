@@ -14,12 +14,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/logging"
+	"github.com/relaygate/relaygate/internal/memlimit"
 )
 
 func main() {
@@ -45,9 +45,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
+	mem, err := memlimit.Decide(memlimit.Input{GOMEMLIMIT: os.Getenv("GOMEMLIMIT"),
+		Configured: cfg.MemoryLimit, ConfiguredSet: cfg.MemoryLimitSet(), Default: config.GatewayDefaults().MemoryLimit})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
+	memlimit.Apply(mem, log)
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

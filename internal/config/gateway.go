@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -52,12 +53,20 @@ type Gateway struct {
 	// MemoryLimit is a soft limit, not a cap: near it the GC runs more often
 	// instead of letting the heap double (relaybench: 1,000 clients peak at
 	// ~80 MiB RSS without it, ~55 MiB with 48 MiB).
-	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it; ignored when GOMEMLIMIT is set"`
+	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it. Unset: 90% of the container's cgroup memory limit if there is one, else this default. GOMEMLIMIT, when set, wins"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" validate:"min=100ms" desc:"grace period on SIGINT/SIGTERM for in-flight requests and closing pooled connections"`
 
 	LogLevel  string `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat string `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
+
+	// memoryLimitSet reports whether GATEWAY_MEMORY_LIMIT was set rather
+	// than defaulted (see MemoryLimitSet).
+	memoryLimitSet bool
 }
+
+// MemoryLimitSet reports whether GATEWAY_MEMORY_LIMIT was set explicitly:
+// only then does MemoryLimit override the container's cgroup limit.
+func (c *Gateway) MemoryLimitSet() bool { return c.memoryLimitSet }
 
 // minAPIKeyLen is the shortest accepted API key.
 const minAPIKeyLen = 16
@@ -69,6 +78,7 @@ const minAPIKeyLen = 16
 func LoadGateway(args []string, out io.Writer) (Gateway, error) {
 	var c Gateway
 	err := load(GatewayPrefix, &c, command{name: "gateway", head: gatewayUsageHead}, args, out)
+	_, c.memoryLimitSet = os.LookupEnv(GatewayPrefix + "_MEMORY_LIMIT")
 	return c, err
 }
 
