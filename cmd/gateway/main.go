@@ -12,14 +12,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/logging"
 	"github.com/relaygate/relaygate/internal/memlimit"
+	"github.com/relaygate/relaygate/internal/tracing"
 )
 
 func main() {
@@ -51,7 +54,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	memlimit.Apply(mem, log)
-	g, err := gateway.New(cfg, log)
+	tp, err := tracing.New(ctx, "relaygate-gateway", os.Getenv)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer flushTraces(tp, log)
+	log.Info("tracing", "otlp_export", tp.Exporting(), "envelope_traceparent", cfg.EnvelopeTraceparent)
+	g, err := gateway.New(cfg, log, gateway.WithTracerProvider(tp.TracerProvider()))
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -66,6 +75,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Error("http server failed", "err", err)
 	}
 	return shutdown(g, cfg)
+}
+
+// flushTraces exports the spans still buffered, within 5 s.
+func flushTraces(tp *tracing.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(ctx); err != nil {
+		log.Warn("exporting the last spans failed", "err", err)
+	}
 }
 
 // shutdown stops g within the grace period, on a fresh context (the

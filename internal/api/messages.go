@@ -37,12 +37,19 @@ func (m *sendRequest) Validate() error {
 
 // envelope is the text frame a listener receives for a JSON message:
 // {"id":…,"message":…} with the message's bytes as posted (json.Marshal
-// would compact a RawMessage, so it is assembled by hand).
-func (m *sendRequest) envelope(id string) []byte {
+// would compact a RawMessage, so it is assembled by hand). A non-empty
+// traceparent (W3C form: hex digits and dashes, nothing to escape) comes
+// second: {"id":…,"traceparent":…,"message":…}.
+func (m *sendRequest) envelope(id, traceparent string) []byte {
 	idJSON, _ := json.Marshal(id) // a string always marshals
-	b := make([]byte, 0, len(m.Message)+len(idJSON)+len(`{"id":,"message":}`))
+	b := make([]byte, 0, len(m.Message)+len(idJSON)+len(traceparent)+len(`{"id":,"traceparent":"","message":}`))
 	b = append(b, `{"id":`...)
 	b = append(b, idJSON...)
+	if traceparent != "" {
+		b = append(b, `,"traceparent":"`...)
+		b = append(b, traceparent...)
+		b = append(b, '"')
+	}
 	b = append(b, `,"message":`...)
 	b = append(b, m.Message...)
 	return append(b, '}')
@@ -136,7 +143,7 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) (msg relay.
 		if req.ID != nil {
 			msg.ID = *req.ID
 		}
-		msg.Data = req.envelope(msg.ID)
+		msg.Data = req.envelope(msg.ID, s.envelopeTraceparent(r.Context()))
 		contentType = "application/json"
 	case "text/plain":
 		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {

@@ -56,6 +56,8 @@ type Gateway struct {
 	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it. Unset: 90% of the container's cgroup memory limit if there is one, else this default. GOMEMLIMIT, when set, wins"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" validate:"min=100ms" desc:"grace period on SIGINT/SIGTERM for in-flight requests and closing pooled connections"`
 
+	EnvelopeTraceparent bool `split_words:"true" default:"false" desc:"add the W3C traceparent of the request's trace as a \"traceparent\" member of the {\"id\",\"message\"} envelope of JSON messages sent over WebSockets (cmd/listener continues the trace from it); off, listeners see the envelope unchanged. Traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set"`
+
 	LogLevel  string `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat string `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
 
