@@ -42,7 +42,11 @@ func (m *sendRequest) Validate() error {
 // second: {"id":…,"traceparent":…,"message":…}.
 func (m *sendRequest) envelope(id, traceparent string) []byte {
 	idJSON, _ := json.Marshal(id) // a string always marshals
-	b := make([]byte, 0, len(m.Message)+len(idJSON)+len(traceparent)+len(`{"id":,"traceparent":"","message":}`))
+	size := len(m.Message) + len(idJSON) + len(`{"id":,"message":}`)
+	if traceparent != "" {
+		size += len(`,"traceparent":""`) + len(traceparent)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"id":`...)
 	b = append(b, idJSON...)
 	if traceparent != "" {
