@@ -32,6 +32,9 @@ const (
 	codeDraining             = "draining"
 	codeNotReady             = "not_ready"
 	codeTimeout              = "timeout"
+	codeHostNotAllowed       = "host_not_allowed"
+	codeOriginNotAllowed     = "origin_not_allowed"
+	codeTokenMinting         = "token_minting_unavailable"
 )
 
 // problemTypePrefix + code is each problem's "type" URI.
@@ -58,6 +61,9 @@ var codes = map[string]struct {
 	codeDraining:             {http.StatusServiceUnavailable, "Gateway shutting down"},
 	codeNotReady:             {http.StatusServiceUnavailable, "Not ready"},
 	codeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
+	codeHostNotAllowed:       {http.StatusMisdirectedRequest, "Host not allowed"},
+	codeOriginNotAllowed:     {http.StatusForbidden, "Origin not allowed"},
+	codeTokenMinting:         {http.StatusNotImplemented, "Token minting unavailable"},
 }
 
 // fieldError is one entry of a problem's "errors": Pointer is a JSON
