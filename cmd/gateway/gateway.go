@@ -104,6 +104,7 @@ func start(ctx context.Context, cfg config.Gateway, log *slog.Logger, out io.Wri
 		TokenMaxTTL:     cfg.TokenMaxTTL,
 		APIKeys:         cfg.APIKeys,
 		CORSOrigins:     cfg.CORSOrigins,
+		ListenAddr:      cfg.Addr,
 		MetricsHandler:  m.Handler(),
 		Console:         g.consoleHandlers(),
 	}, pool, &api.RelayRequester{
