@@ -5,8 +5,24 @@
 # binary per service with `entrypoint`.
 #
 #   docker build -t relaygate .
-#   docker run --rm -p 127.0.0.1:8080:8080 -e GATEWAY_CONNECTION_STRING='Endpoint=sb://…' relaygate
+#   docker run --rm -p 8080:8080 -e GATEWAY_API_KEYS=change-me-to-a-long-random-key \
+#     -e GATEWAY_CONNECTION_STRING='Endpoint=sb://…' relaygate
+#   curl -H 'Authorization: Bearer change-me-to-a-long-random-key' \
+#     -H 'Content-Type: application/json' -d '{"message":"hi"}' http://127.0.0.1:8080/messages
 #   docker run --rm --entrypoint /usr/local/bin/listener relaygate -h
+#
+# The image listens on 0.0.0.0:8080 (GATEWAY_ADDR below): a gateway bound to
+# the container's 127.0.0.1 cannot be reached through a published port. The
+# safe-bind rule still holds: on a non-loopback address the gateway refuses to
+# start without GATEWAY_API_KEYS, since anyone who reaches it could send
+# messages and mint relay tokens. To try it without keys (local mode: no
+# credentials, in-process emulator), publish on the host's loopback only and
+# opt out explicitly; the gateway then logs a WARN line at start:
+#
+#   docker run --rm -p 127.0.0.1:8080:8080 -e GATEWAY_ALLOW_INSECURE_BIND=true relaygate
+#
+# internal/deploy's Dockerfile test runs the gateway with the ENV lines below
+# and checks each of these three cases.
 
 # ---- build: static binaries (CGO off, so no libc in the final image) ------
 ARG GO_VERSION=1.26.8
@@ -33,6 +49,8 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/gateway /out/listener /out/relay-emulator /usr/local/bin/
 USER nonroot:nonroot
-# The gateway's port (GATEWAY_ADDR); the emulator's is set in docker-compose.yml.
+# Every interface of the container, so a published port reaches it (API keys
+# required, see above). The emulator's address is set in docker-compose.yml.
+ENV GATEWAY_ADDR=0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/gateway"]

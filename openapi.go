@@ -6,7 +6,9 @@ package relaygate
 
 import _ "embed"
 
-// OpenAPI is the contents of openapi.yaml (OpenAPI 3.1). Read-only.
-//
 //go:embed openapi.yaml
-var OpenAPI []byte
+var openAPI string
+
+// OpenAPI returns the contents of openapi.yaml (OpenAPI 3.1): a fresh
+// copy, so no caller can change what the others see.
+func OpenAPI() []byte { return []byte(openAPI) }

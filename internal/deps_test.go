@@ -50,13 +50,11 @@ var layerRules = []struct {
 		subpackages: true,
 		forbid:      []string{module + "/internal/api"},
 	},
-	// TODO(merge p1-assembly): config imports emulator on this branch; the
-	// p1-assembly branch removes that. Uncomment this row after merging it.
-	// {
-	// 	name:   "config does not import emulator",
-	// 	from:   "internal/config",
-	// 	forbid: []string{module + "/internal/emulator"},
-	// },
+	{
+		name:   "config sees only relay: never the emulator, the api or the gateway",
+		from:   "internal/config",
+		forbid: []string{module + "/internal/emulator", module + "/internal/api", module + "/internal/gateway"},
+	},
 	{
 		name:        "nothing imports a command",
 		from:        "",

@@ -2,7 +2,8 @@
 // GET /token in front of one Azure Relay Hybrid Connection. Configuration
 // comes from GATEWAY_* variables (gateway -h lists them). Without relay
 // credentials it runs in local mode: an in-process relay emulator on
-// loopback and a built-in listener that logs every message.
+// loopback and a built-in listener that logs every message. The gateway
+// itself is assembled by internal/gateway.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/logging"
 )
 
@@ -29,24 +31,13 @@ func main() {
 	}
 }
 
-// run parses flags, loads the configuration, serves until ctx is done
-// and shuts down within the grace period.
+// run loads the configuration, serves until ctx is done and shuts down
+// within the grace period.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: gateway\n\nrelaygate HTTP gateway to an Azure Relay Hybrid Connection. Configured by environment variables;\nwith no relay credentials it runs in local mode (in-process emulator and listener).\n\n%s", config.GatewayUsage())
+	cfg, err := config.LoadGateway(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("gateway: unexpected arguments %q (configuration is by GATEWAY_* variables; see gateway -h)", fs.Args())
-	}
-	cfg, err := config.LoadGateway()
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -57,15 +48,27 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
-	g, err := start(ctx, cfg, log, stderr)
+	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.Start(ctx); err != nil {
+		return errors.Join(fmt.Errorf("gateway: %w", err), shutdown(g, cfg))
+	}
+	g.Banner(stderr)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
-	case err := <-g.serveErr:
+	case err := <-g.Err():
 		log.Error("http server failed", "err", err)
 	}
-	return g.shutdown()
+	return shutdown(g, cfg)
+}
+
+// shutdown stops g within the grace period, on a fresh context (the
+// signal context is already done).
+func shutdown(g *gateway.Gateway, cfg config.Gateway) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return g.Shutdown(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -54,5 +55,21 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `msg=stopped`) {
 		t.Errorf("no clean stop in the log:\n%s", out.String())
+	}
+}
+
+// eventually polls cond every 10ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
 	}
 }

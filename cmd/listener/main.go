@@ -32,53 +32,21 @@ func main() {
 	}
 }
 
-const usageHead = `Usage: listener [--forward URL]
-
-Listens on an Azure Relay hybrid connection (or the relay-emulator) and prints
-each WebSocket message it receives as one JSON line on stdout:
-
-  {"time":"…","connection":"…","type":"text","text":"…"}       (or "base64" for binary)
-
-HTTP requests (HTTP request mode) are printed and answered 200 with a JSON
-receipt. With --forward, requests are proxied to the local service (the path
-after the hybrid connection name is kept) and its response is relayed back;
-WebSocket messages are POSTed to the URL. Logs go to stderr.
-
-Flags:
-`
-
 // run wires config, logger, forward.Handler and relay.Listener, and returns
 // when ctx ends (nil) or the relay refuses the listener for good.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("listener", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fwd := fs.String("forward", "", "local service `URL` to proxy HTTP requests and POST messages to (overrides LISTENER_FORWARD)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageHead)
-		fs.PrintDefaults()
-		fmt.Fprintln(fs.Output())
-		fmt.Fprint(fs.Output(), config.ListenerUsage())
+	cfg, err := config.LoadListener(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
-	}
-
-	cfg, err := config.LoadListener()
 	if err != nil {
 		return err
 	}
-	if *fwd != "" {
-		if err := cfg.SetForward(*fwd); err != nil {
-			return err
-		}
-	}
 	creds, err := cfg.Credentials()
+	if err != nil {
+		return err
+	}
+	client, err := cfg.RelayHTTPClient()
 	if err != nil {
 		return err
 	}
@@ -103,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TokenTTL:     cfg.TokenTTL,
 		PingInterval: cfg.PingInterval,
 		ReadLimit:    cfg.MaxMessageBytes,
+		HTTPClient:   client,
 	}, log)
 	if err != nil {
 		return err

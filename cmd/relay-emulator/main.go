@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ecfg, dev, err := cfg.ServerConfig()
+	ecfg, dev, entity, err := emulator.ConfigFrom(cfg)
 	if err != nil {
 		return err
 	}
@@ -75,9 +75,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if dev != nil {
 		// The only place the key is ever written: once, on stdout.
-		fmt.Fprintln(stdout, devConnectionString(srv, dev, cfg.ConnectionEntity()))
+		fmt.Fprintln(stdout, devConnectionString(srv, dev, entity))
 		log.Info("no --rule given: generated a development key; the connection string was printed on stdout",
-			slog.String("key_name", dev.Name), slog.String("entity", cfg.ConnectionEntity()))
+			slog.String("key_name", dev.Name), slog.String("entity", entity))
 	}
 
 	<-ctx.Done()

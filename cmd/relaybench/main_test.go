@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -46,6 +47,28 @@ func TestRunHelp(t *testing.T) {
 	for _, want := range []string{"Usage: relaybench", "-quick", "-only", "-gateway-env"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestFlagsCommand checks the command line the report names.
+func TestFlagsCommand(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "go run ./cmd/relaybench"},
+		{[]string{"--quick", "-window", "1s", "-only", "e2e", "-gateway-env", "GOGC=50"}, "go run ./cmd/relaybench --quick -window 1s -only e2e -gateway-env GOGC=50"},
+		{[]string{"-repeat", "5", "-sizes", "100", "-concurrency", "8"}, "go run ./cmd/relaybench -repeat 5 -sizes 100 -concurrency 8"},
+	} {
+		f, err := parseFlags(tt.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, command, err := f.options(io.Discard)
+		if err != nil || command != tt.want {
+			t.Errorf("%q: got %q, %v; want %q", tt.args, command, err, tt.want)
 		}
 	}
 }

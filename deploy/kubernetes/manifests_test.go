@@ -228,7 +228,7 @@ func TestListenerSidecarExample(t *testing.T) {
 	if forward == "" {
 		forward = env["LISTENER_FORWARD"]
 	}
-	if _, err := config.LoadListener(); err != nil {
+	if _, err := config.LoadListener(nil, io.Discard); err != nil {
 		p.addf("the listener rejects the example's variables: %v", err)
 	}
 	checkForward(&p, forward, d.Spec.Template.Spec)
@@ -459,7 +459,7 @@ func checkGateway(t *testing.T, p *problems, d *appsv1.Deployment, c *corev1.Con
 	}
 	known := gatewayVars(t)
 	env := loadEnv(t, p, *c, config.GatewayPrefix, known)
-	cfg, err := config.LoadGateway()
+	cfg, err := config.LoadGateway(nil, io.Discard)
 	if err != nil {
 		p.addf("the gateway rejects the manifest's variables: %v", err)
 		return env

@@ -25,7 +25,7 @@ func TestOpenAPIServedIsTheRootFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(root, relaygate.OpenAPI) {
+	if !bytes.Equal(root, relaygate.OpenAPI()) {
 		t.Fatal("embedded openapi.yaml differs from the repository root file")
 	}
 	e := newEnv(t, nil)

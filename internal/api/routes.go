@@ -55,5 +55,5 @@ func (s *Server) routes(r chi.Router) {
 // handleOpenAPI handles "GET /openapi.yaml": the embedded contract.
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
-	_, _ = w.Write(relaygate.OpenAPI)
+	_, _ = w.Write(relaygate.OpenAPI())
 }

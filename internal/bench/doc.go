@@ -14,8 +14,8 @@
 // are correctness failures (a receiver that did not get exactly what was
 // accepted, a scenario that could not run).
 //
-// bench builds on the real parts: internal/api, internal/relay,
-// internal/emulator and internal/metrics, wired as cmd/gateway wires them,
-// and the cmd/gateway binary itself for memory. Nothing imports bench
+// bench builds on the real parts: the gateway assembled by
+// internal/gateway (as cmd/gateway assembles it), internal/relay and
+// internal/emulator, and the cmd/gateway binary itself for memory. Nothing imports bench
 // except cmd/relaybench.
 package bench

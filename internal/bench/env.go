@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +13,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/relaygate/relaygate/internal/api"
+	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
-	"github.com/relaygate/relaygate/internal/metrics"
+	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -34,13 +32,9 @@ type stack struct {
 // startStack starts the emulator. log receives the emulator's and the
 // listeners' logs (warnings and errors are worth seeing in a benchmark).
 func startStack(log *slog.Logger) (*stack, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
 	emu, err := emulator.New(emulator.Config{
 		Addr:       "127.0.0.1:0",
-		Rules:      []emulator.Rule{{Name: "RootManageSharedAccessKey", Key: base64.StdEncoding.EncodeToString(key), Rights: emulator.RightManage}},
+		Rules:      []emulator.Rule{emulator.DevRule()},
 		AutoCreate: true,
 	}, log.With("component", "emulator"), nil)
 	if err != nil {
@@ -151,29 +145,21 @@ func (e *endpoint) close() {
 	}
 }
 
-// drain waits until the listener has counted want messages (or d passes)
-// and returns the count.
-func (e *endpoint) drain(ctx context.Context, want int64, d time.Duration) int64 {
-	waitFor(ctx, d, func() bool { return e.sink.msgs.Load() >= want })
-	return e.sink.msgs.Load()
-}
-
-// gatewayDefaults are config.Gateway's defaults, which cmd/gateway passes
-// to relay.NewPool and api.New; the in-process gateway uses the same.
+// defaultPoolSize is config.Gateway's default pool size, which the
+// reports name; defaultQueueSize its default queue size.
 const (
-	defaultPoolSize     = 4
-	defaultQueueSize    = 64
-	defaultMaxBodyBytes = 1 << 20
+	defaultPoolSize  = 4
+	defaultQueueSize = 64
 )
 
-// gateway is an in-process gateway wired as cmd/gateway wires it: the api
-// Server with Prometheus metrics and an info-level request log, over a
-// relay.Pool, served by the api's own http.Server on 127.0.0.1:0. The log
-// is formatted but discarded, so its cost is counted without a terminal.
-type gateway struct {
-	pool *relay.Pool // nil for the HTTP ceiling
-	srv  *http.Server
-	url  string
+// benchGateway is an in-process gateway built by internal/gateway from
+// config.Gateway's defaults, as cmd/gateway builds it: the api Server with
+// Prometheus metrics and an info-level request log, over a relay.Pool,
+// on 127.0.0.1:0. The log is formatted but discarded, so its cost is
+// counted without a terminal.
+type benchGateway struct {
+	gw  *gateway.Gateway
+	url string
 }
 
 // nopRelayer accepts every message without relaying it: the HTTP ceiling.
@@ -181,41 +167,44 @@ type nopRelayer struct{}
 
 func (nopRelayer) Send(context.Context, relay.Message) error { return nil }
 
+// ceilingCreds are placeholder credentials for the HTTP ceiling, which
+// never reaches a relay.
+var ceilingCreds = relay.Credentials{Host: "127.0.0.1:1", EntityPath: "none", KeyName: "none", Key: "none"}
+
 // startGateway starts a gateway relaying to creds with poolSize
 // connections and waits until every connection is ready. With ceiling set
 // it relays nothing: the same router, middleware, decoding and response,
-// with a Relayer that returns at once.
-func startGateway(ctx context.Context, creds relay.Credentials, poolSize int, ceiling bool) (*gateway, error) {
+// with a Relayer that returns at once, and creds are not used.
+func startGateway(ctx context.Context, creds relay.Credentials, poolSize int, ceiling bool) (*benchGateway, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	m := metrics.New()
-	g := &gateway{}
-	var rl api.Relayer = nopRelayer{}
-	if !ceiling {
-		pool, err := relay.NewPool(relay.PoolConfig{
-			Credentials:     creds,
-			Size:            poolSize,
-			QueueSize:       defaultQueueSize,
-			MaxMessageBytes: defaultMaxBodyBytes + 64<<10,
-		}, log.With("component", "pool"), m)
-		if err != nil {
-			return nil, err
-		}
-		g.pool = pool
+	cfg := config.GatewayDefaults()
+	cfg.Addr = "127.0.0.1:0"
+	if ceiling {
+		creds = ceilingCreds
+	}
+	cfg.Namespace, cfg.EntityPath, cfg.KeyName, cfg.Key, cfg.Emulator = creds.Host, creds.EntityPath, creds.KeyName, creds.Key, creds.Insecure
+	var opts []gateway.Option
+	if ceiling {
+		opts = append(opts, gateway.WithRelayer(nopRelayer{}))
+	} else {
+		cfg.PoolSize = poolSize
+	}
+	gw, err := gateway.New(cfg, log, opts...)
+	if err != nil {
+		return nil, err
+	}
+	g := &benchGateway{gw: gw}
+	if pool := gw.Pool(); pool != nil {
 		if err := waitPool(ctx, pool); err != nil {
 			g.close()
 			return nil, err
 		}
-		rl = pool
 	}
-	a := api.New(api.Config{Credentials: creds, MaxBodyBytes: defaultMaxBodyBytes, MetricsHandler: m.Handler()}, rl, nil, log.With("component", "api"), m)
-	g.srv = a.HTTPServer(a.Handler())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := gw.Start(ctx); err != nil {
 		g.close()
 		return nil, err
 	}
-	go g.srv.Serve(ln)
-	g.url = "http://" + ln.Addr().String()
+	g.url = "http://" + gw.Addr()
 	return g, nil
 }
 
@@ -232,15 +221,10 @@ func waitPool(ctx context.Context, p *relay.Pool) error {
 	return nil
 }
 
-func (g *gateway) close() {
+func (g *benchGateway) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if g.srv != nil {
-		_ = g.srv.Shutdown(ctx)
-	}
-	if g.pool != nil {
-		_ = g.pool.Close(ctx)
-	}
+	_ = g.gw.Shutdown(ctx)
 }
 
 // directServer is a plain WebSocket server on 127.0.0.1:0 that counts what

@@ -301,20 +301,31 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 		return nil, errors.New("needs /proc (Linux)")
 	}
 	m := &Memory{Binary: bin, PoolSize: defaultPoolSize, Clients: r.opts.MemClients, SmallPool: 1, LargePool: r.opts.LargePool}
+	if err := r.memoryUnderLoad(ctx, bin, m); err != nil {
+		return nil, err
+	}
+	if err := r.memoryPerConn(ctx, bin, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
 
-	// Idle with the default pool, then the load.
+// memoryUnderLoad measures one gateway process with the default pool:
+// idle RSS, end to end at c=64 and the open loop against it, then RSS
+// under m.Clients concurrent clients.
+func (r *runner) memoryUnderLoad(ctx context.Context, bin string, m *Memory) error {
 	ep, err := r.stack.endpoint(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer ep.close()
 	gw, err := startChild(ctx, bin, ep, defaultPoolSize, r.opts.GatewayEnv)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer gw.stop()
 	if m.IdleKiB, err = gw.idleRSS(ctx, r.opts.Settle, 10); err != nil {
-		return nil, err
+		return err
 	}
 	m.IdleRuntime = gw.scrapeRuntime()
 	c64 := newHTTPClient(64)
@@ -322,26 +333,44 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 	m.Process.Size, m.Process.PoolSize = 100, defaultPoolSize
 	c64.CloseIdleConnections()
 	if m.Process.Rate > 0 {
-		// The open loop of the p99 target, against the process.
-		const workers = 256
-		co := newHTTPClient(workers)
-		do := postMessage(co, gw.url+"/messages", jsonBody(100))
-		rate := m.Process.Rate * r.opts.OpenFraction
-		base := ep.sink.msgs.Load()
-		warm := openLoop(ctx, rate, workers, r.opts.Warmup, do)
-		res := openLoop(ctx, rate, workers, r.opts.OpenWindow, do)
-		waitFor(ctx, r.opts.DrainTimeout, func() bool { return ep.sink.msgs.Load()-base >= warm.OK+res.OK })
-		m.ProcessOpen = pointOf(res, workers)
-		m.ProcessOpen.Size, m.ProcessOpen.PoolSize = 100, defaultPoolSize
-		m.ProcessOpen.MaxRate, m.ProcessOpen.MaxConcurrency = m.Process.Rate, 64
-		m.ProcessOpen.Accepted, m.ProcessOpen.Delivered = warm.OK+res.OK, ep.sink.msgs.Load()-base
-		r.check("gateway process, open loop", m.ProcessOpen)
-		co.CloseIdleConnections()
+		m.ProcessOpen = r.processOpenLoop(ctx, gw, ep, m.Process.Rate)
 	}
 	client := newHTTPClient(m.Clients)
 	defer client.CloseIdleConnections()
-	var peak int64
-	stop := make(chan struct{})
+	stop := sampleRSS(gw, m)
+	m.Load = r.counted(ctx, fmt.Sprintf("gateway process, %d clients", m.Clients), &ep.sink, m.Clients,
+		postMessage(client, gw.url+"/messages", jsonBody(100)))
+	m.Load.Size, m.Load.PoolSize = 100, defaultPoolSize
+	stop()
+	m.LoadHWMKiB, err = gw.status("VmHWM")
+	return err
+}
+
+// processOpenLoop is the open loop of the p99 target against the gateway
+// process, at OpenFraction of its closed-loop maxRate.
+func (r *runner) processOpenLoop(ctx context.Context, gw *childGateway, ep *endpoint, maxRate float64) Point {
+	const workers = 256
+	co := newHTTPClient(workers)
+	defer co.CloseIdleConnections()
+	do := postMessage(co, gw.url+"/messages", jsonBody(100))
+	rate := maxRate * r.opts.OpenFraction
+	base := ep.sink.msgs.Load()
+	warm := openLoop(ctx, rate, workers, r.opts.Warmup, do)
+	res := openLoop(ctx, rate, workers, r.opts.OpenWindow, do)
+	waitFor(ctx, r.opts.DrainTimeout, func() bool { return ep.sink.msgs.Load()-base >= warm.OK+res.OK })
+	p := pointOf(res, workers)
+	p.Size, p.PoolSize = 100, defaultPoolSize
+	p.MaxRate, p.MaxConcurrency = maxRate, 64
+	p.Accepted, p.Delivered = warm.OK+res.OK, ep.sink.msgs.Load()-base
+	r.check("gateway process, open loop", p)
+	return p
+}
+
+// sampleRSS reads gw's VmRSS every 20 ms into m.LoadPeakKiB, scraping the
+// runtime figures into m.LoadRuntime at a new peak (at most every 250 ms:
+// a scrape costs the gateway a little), until the returned stop.
+func sampleRSS(gw *childGateway, m *Memory) (stop func()) {
+	done := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -350,56 +379,36 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 		var scraped time.Time
 		for {
 			if v, err := gw.status("VmRSS"); err == nil {
-				// Scrape the runtime figures at a new peak, at most
-				// every 250 ms (a scrape costs the gateway a little).
-				if v > peak && time.Since(scraped) > 250*time.Millisecond {
+				if v > m.LoadPeakKiB && time.Since(scraped) > 250*time.Millisecond {
 					if rt := gw.scrapeRuntime(); rt != nil {
 						m.LoadRuntime, scraped = rt, time.Now()
 					}
 				}
-				peak = max(peak, v)
+				m.LoadPeakKiB = max(m.LoadPeakKiB, v)
 			}
 			select {
 			case <-t.C:
-			case <-stop:
+			case <-done:
 				return
 			}
 		}
 	}()
-	m.Load = r.counted(ctx, fmt.Sprintf("gateway process, %d clients", m.Clients), &ep.sink, m.Clients,
-		postMessage(client, gw.url+"/messages", jsonBody(100)))
-	m.Load.Size, m.Load.PoolSize = 100, defaultPoolSize
-	close(stop)
-	<-sampled
-	m.LoadPeakKiB = peak
-	if m.LoadHWMKiB, err = gw.status("VmHWM"); err != nil {
-		return nil, err
-	}
-	client.CloseIdleConnections()
-	gw.stop()
+	return func() { close(done); <-sampled }
+}
 
-	// Idle at two pool sizes, alternating Repeat times; the per-connection
-	// figure is the median of the pairs' differences, since one process's
-	// RSS moves by a few hundred KiB with the GC's timing.
+// memoryPerConn measures idle RSS at two pool sizes, alternating Repeat
+// times; the per-connection figure is the median of the pairs'
+// differences, since one process's RSS moves by a few hundred KiB with
+// the GC's timing.
+func (r *runner) memoryPerConn(ctx context.Context, bin string, m *Memory) error {
 	for range max(1, r.opts.Repeat) {
 		var pair [2]int64
 		for i, size := range []int{m.SmallPool, m.LargePool} {
-			ep, err := r.stack.endpoint(ctx)
+			kib, rt, err := r.idleChild(ctx, bin, size)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			gw, err := startChild(ctx, bin, ep, size, r.opts.GatewayEnv)
-			if err != nil {
-				ep.close()
-				return nil, err
-			}
-			pair[i], err = gw.idleRSS(ctx, r.opts.Settle, 10)
-			rt := gw.scrapeRuntime()
-			gw.stop()
-			ep.close()
-			if err != nil {
-				return nil, err
-			}
+			pair[i] = kib
 			if i == 0 {
 				m.SmallRuntime = rt
 			} else {
@@ -411,5 +420,22 @@ func (r *runner) memory(ctx context.Context, bin string) (*Memory, error) {
 	med := slices.Clone(m.Pairs)
 	slices.SortFunc(med, func(a, b [2]int64) int { return cmp.Compare(a[1]-a[0], b[1]-b[0]) })
 	m.SmallPoolKiB, m.LargePoolKiB = med[(len(med)-1)/2][0], med[(len(med)-1)/2][1]
-	return m, nil
+	return nil
+}
+
+// idleChild starts a gateway process with poolSize connections on a
+// fresh endpoint and returns its idle RSS and runtime figures.
+func (r *runner) idleChild(ctx context.Context, bin string, poolSize int) (int64, map[string]float64, error) {
+	ep, err := r.stack.endpoint(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer ep.close()
+	gw, err := startChild(ctx, bin, ep, poolSize, r.opts.GatewayEnv)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer gw.stop()
+	kib, err := gw.idleRSS(ctx, r.opts.Settle, 10)
+	return kib, gw.scrapeRuntime(), err
 }

@@ -150,7 +150,7 @@ func (r *runner) e2e(ctx context.Context, conc, size, poolSize int) (Point, erro
 // ceiling measures the same load against the same router and middleware
 // whose Relayer returns at once: the HTTP ceiling.
 func (r *runner) ceiling(ctx context.Context, conc, size int) (Point, error) {
-	gw, err := startGateway(ctx, relay.Credentials{Host: "127.0.0.1:1", EntityPath: "none"}, 0, true)
+	gw, err := startGateway(ctx, relay.Credentials{}, 0, true)
 	if err != nil {
 		return Point{}, err
 	}
@@ -302,7 +302,7 @@ func (r *runner) openLoopE2E(ctx context.Context, conc, size int) (Point, error)
 
 	// The same offered rate against the HTTP ceiling tells the relay's
 	// share of the tail from the machine's (scheduling, other load).
-	cgw, err := startGateway(ctx, relay.Credentials{Host: "127.0.0.1:1", EntityPath: "none"}, 0, true)
+	cgw, err := startGateway(ctx, relay.Credentials{}, 0, true)
 	if err != nil {
 		return Point{}, err
 	}

@@ -1,27 +1,17 @@
 package config
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
-
-	"github.com/relaygate/relaygate/internal/emulator"
 )
 
 // EmulatorPrefix is the environment prefix of cmd/relay-emulator.
 const EmulatorPrefix = "RELAY_EMULATOR"
-
-// DevKeyName is the rule name used for the generated development key.
-const DevKeyName = "RootManageSharedAccessKey"
 
 // Emulator is cmd/relay-emulator's configuration: RELAY_EMULATOR_*
 // variables, each overridable by the flag of the same name in kebab case
@@ -34,10 +24,12 @@ type Emulator struct {
 	AutoCreate bool     `split_words:"true" default:"true" desc:"create a hybrid connection on its first authorized use; false: undeclared ones are 404"`
 	DevEntity  string   `split_words:"true" default:"hc1" desc:"EntityPath of the printed development connection string (when no rule is given and no entity is declared)"`
 
-	TLS       bool     `split_words:"true" default:"false" desc:"serve wss:// and https://; without TLS_CERT/TLS_KEY a CA and certificate are generated and the CA written to TLS_CA_FILE"`
-	TLSCert   string   `split_words:"true" desc:"PEM certificate file to serve (implies TLS)"`
-	TLSKey    string   `split_words:"true" desc:"PEM private key file of TLS_CERT"`
-	TLSCAFile string   `split_words:"true" default:"relay-emulator-ca.pem" desc:"where the generated CA certificate is written for clients to trust"`
+	TLS     bool   `split_words:"true" default:"false" desc:"serve wss:// and https://; without RELAY_EMULATOR_TLS_CERT/RELAY_EMULATOR_TLS_KEY a CA and certificate are generated and the CA written to RELAY_EMULATOR_TLS_CA_FILE"`
+	TLSCert string `split_words:"true" desc:"PEM certificate file to serve (implies TLS)"`
+	TLSKey  string `split_words:"true" desc:"PEM private key file of RELAY_EMULATOR_TLS_CERT"`
+	// The tag names the variable: split_words would make TLSCA_FILE of
+	// the Go name.
+	TLSCAFile string   `envconfig:"TLS_CA_FILE" default:"relay-emulator-ca.pem" desc:"where the generated CA certificate is written for clients to trust (GATEWAY_RELAY_CA_FILE, LISTENER_RELAY_CA_FILE)"`
 	TLSHosts  []string `split_words:"true" desc:"host names and IPs of the generated certificate, comma-separated (default 127.0.0.1,::1,localhost)"`
 
 	TokenGrace      time.Duration `split_words:"true" default:"60s" validate:"min=1ms" desc:"how long an expired control channel token is tolerated before the channel is closed with 1008"`
@@ -50,42 +42,17 @@ type Emulator struct {
 	ShutdownTimeout time.Duration `split_words:"true" default:"5s" validate:"min=10ms" desc:"grace period on SIGINT/SIGTERM"`
 	LogLevel        string        `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
-
-	// Parsed by Validate.
-	parsedRules    []emulator.Rule
-	parsedEntities []emulator.Entity
 }
 
-// LoadEmulator reads RELAY_EMULATOR_* variables, then args (flags override
-// the environment), and validates the result, listing every problem by
-// name and never a key. With -h it prints usage to out and returns
-// flag.ErrHelp.
+// LoadEmulator reads RELAY_EMULATOR_* variables, then args (flags
+// override the environment), and validates the result, listing every
+// problem by name and never a key. With -h it prints usage to out and
+// returns flag.ErrHelp. Rules and entities are checked by the emulator
+// when it maps the result (emulator.ConfigFrom).
 func LoadEmulator(args []string, out io.Writer) (Emulator, error) {
 	var c Emulator
-	if err := process(EmulatorPrefix, &c); err != nil {
-		return c, err
-	}
-	fs := flag.NewFlagSet("relay-emulator", flag.ContinueOnError)
-	fs.SetOutput(out)
-	c.bindFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(out, emulatorUsageHead)
-		fs.PrintDefaults()
-		fmt.Fprintln(out, "\nEvery flag has an environment variable (flags win):")
-		_ = envconfig.Usagef(EmulatorPrefix, &Emulator{}, out, envconfig.DefaultTableFormat)
-	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
-	}
-	// process filled in the defaults; now check tags and cross-field rules
-	// on the merged result.
-	if err := validate(EmulatorPrefix, &c); err != nil {
-		return c, err
-	}
-	return c, nil
+	err := load(EmulatorPrefix, &c, command{name: "relay-emulator", head: emulatorUsageHead, flags: c.bindFlags}, args, out)
+	return c, err
 }
 
 const emulatorUsageHead = `Usage: relay-emulator [flags]
@@ -93,15 +60,14 @@ const emulatorUsageHead = `Usage: relay-emulator [flags]
 A local Azure Relay Hybrid Connections emulator: listeners, WebSocket senders
 and HTTP request mode over ws:// and http:// (or wss:// and https://), with
 SAS authentication. With no --rule it generates a development key and prints
-a connection string once on stdout.
-
-Flags:
+a connection string once on stdout. Every flag has an environment variable
+(flags win).
 `
 
-// splitRules splits RELAY_EMULATOR_RULES on white space and ';' (commas
-// belong to the rights list).
-func splitRules(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == ' ' || r == '\t' || r == '\n' })
+// RuleList splits Rules on white space and ';' (commas belong to the
+// rights list): one NAME=KEY[:rights] or ENTITY/NAME=KEY[:rights] each.
+func (c *Emulator) RuleList() []string {
+	return strings.FieldsFunc(c.Rules, func(r rune) bool { return r == ';' || r == ' ' || r == '\t' || r == '\n' })
 }
 
 // ruleList is the repeatable --rule flag: it appends to Rules, and its
@@ -171,27 +137,10 @@ func (c *Emulator) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 }
 
-// Validate checks and parses rules and entities and the cross-field rules.
-// Errors name the rule but never its key.
+// Validate checks the cross-field rules. Errors name the variable but
+// never a key.
 func (c *Emulator) Validate() error {
 	var problems []string
-	c.parsedRules, c.parsedEntities = nil, nil
-	for i, s := range splitRules(c.Rules) {
-		r, err := emulator.ParseRule(s)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("RELAY_EMULATOR_RULES (--rule) #%d: %v", i+1, err))
-			continue
-		}
-		c.parsedRules = append(c.parsedRules, r)
-	}
-	for _, s := range c.Entities {
-		e, err := emulator.ParseEntity(s)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("RELAY_EMULATOR_ENTITIES (--entity): %v", err))
-			continue
-		}
-		c.parsedEntities = append(c.parsedEntities, e)
-	}
 	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
 		problems = append(problems, "RELAY_EMULATOR_ADDR: must be host:port")
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
@@ -212,47 +161,4 @@ func (c *Emulator) Validate() error {
 		return errors.New(strings.Join(problems, "\n  "))
 	}
 	return nil
-}
-
-// ServerConfig builds the emulator's configuration. With no rule it adds a
-// generated namespace-level Manage rule named DevKeyName and returns it as
-// dev (so the caller can print a connection string once); otherwise dev is
-// nil.
-func (c *Emulator) ServerConfig() (cfg emulator.Config, dev *emulator.Rule, err error) {
-	if err := c.Validate(); err != nil {
-		return cfg, nil, err
-	}
-	cfg = emulator.Config{
-		Addr:            c.Addr,
-		Rules:           append([]emulator.Rule(nil), c.parsedRules...),
-		Entities:        append([]emulator.Entity(nil), c.parsedEntities...),
-		AutoCreate:      c.AutoCreate,
-		TokenGrace:      c.TokenGrace,
-		AcceptTimeout:   c.AcceptTimeout,
-		RequestTimeout:  c.RequestTimeout,
-		MaxListeners:    c.MaxListeners,
-		MaxMessageBytes: c.MaxMessageBytes,
-	}
-	if c.TLS || c.TLSCert != "" {
-		cfg.TLS = &emulator.TLSConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, CAFile: c.TLSCAFile, Hosts: c.TLSHosts}
-	}
-	if len(cfg.Rules) == 0 {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return cfg, nil, err
-		}
-		r := emulator.Rule{Name: DevKeyName, Key: base64.StdEncoding.EncodeToString(b), Rights: emulator.RightManage}
-		cfg.Rules = []emulator.Rule{r}
-		dev = &r
-	}
-	return cfg, dev, nil
-}
-
-// ConnectionEntity is the EntityPath for a printed connection string: the
-// first declared entity, else DevEntity.
-func (c *Emulator) ConnectionEntity() string {
-	if len(c.parsedEntities) > 0 {
-		return c.parsedEntities[0].Name
-	}
-	return c.DevEntity
 }

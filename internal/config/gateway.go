@@ -3,12 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 
 	"github.com/relaygate/relaygate/internal/relay"
 )
@@ -17,17 +17,12 @@ import (
 const GatewayPrefix = "GATEWAY"
 
 // Gateway is cmd/gateway's configuration, read from GATEWAY_* variables.
-// At most one credential source is used: ConnectionString, ConfigFile, or
-// the explicit fields (Namespace, EntityPath, KeyName, Key). With none the
-// gateway runs in local mode (in-process emulator and listener).
+// At most one credential source of Relay is used: ConnectionString,
+// ConfigFile, or the explicit fields (Namespace, EntityPath, KeyName, Key).
+// With none the gateway runs in local mode (in-process emulator and
+// listener).
 type Gateway struct {
-	ConnectionString string `split_words:"true" desc:"Azure Relay connection string: Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=… (needs the Send right; add ;UseDevelopmentEmulator=true for a standalone relay-emulator). No credentials at all: local mode"`
-	ConfigFile       string `split_words:"true" desc:"path to the seed quickstart's config.json ({\"namespace\",\"path\",\"keyrule\",\"key\"}); instead of GATEWAY_CONNECTION_STRING"`
-	Namespace        string `split_words:"true" desc:"explicit credentials: namespace host (NS.servicebus.windows.net, a bare NS, or host:port of an emulator)"`
-	EntityPath       string `split_words:"true" desc:"explicit credentials: hybrid connection name"`
-	KeyName          string `split_words:"true" desc:"explicit credentials: SAS rule name (needs the Send right)"`
-	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
-	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a standalone relay-emulator"`
+	Relay // GATEWAY_CONNECTION_STRING, …; none: local mode
 
 	Addr              string   `split_words:"true" default:"127.0.0.1:8080" desc:"HTTP listen address host:port. A non-loopback address needs GATEWAY_API_KEYS or GATEWAY_ALLOW_INSECURE_BIND=true"`
 	AllowInsecureBind bool     `split_words:"true" default:"false" desc:"allow a non-loopback GATEWAY_ADDR without API keys (anyone who can reach it can send and mint tokens)"`
@@ -58,21 +53,29 @@ type Gateway struct {
 // minAPIKeyLen is the shortest accepted API key.
 const minAPIKeyLen = 16
 
-// LoadGateway reads GATEWAY_* variables, rejects unknown ones and validates
-// the result, listing every problem by variable name and never a secret's
-// value.
-func LoadGateway() (Gateway, error) {
+// LoadGateway reads GATEWAY_* variables and parses args (gateway has no
+// flags but -h, which prints the usage on out and returns flag.ErrHelp).
+// It rejects unknown variables and validates the result, listing every
+// problem by variable name and never a secret's value.
+func LoadGateway(args []string, out io.Writer) (Gateway, error) {
 	var c Gateway
-	err := load(GatewayPrefix, &c)
+	err := load(GatewayPrefix, &c, command{name: "gateway", head: gatewayUsageHead}, args, out)
 	return c, err
 }
 
-// GatewayUsage returns the table of every GATEWAY_* variable with its type,
-// default and description.
-func GatewayUsage() string {
-	var b strings.Builder
-	_ = envconfig.Usagef(GatewayPrefix, &Gateway{}, &b, envconfig.DefaultTableFormat)
-	return b.String()
+const gatewayUsageHead = `Usage: gateway
+
+relaygate HTTP gateway to an Azure Relay Hybrid Connection. Configured by environment variables;
+with no relay credentials it runs in local mode (in-process emulator and listener).
+`
+
+// GatewayDefaults returns the configuration an empty environment gives
+// (local mode on 127.0.0.1:8080), without reading the environment: the
+// starting point of an in-process gateway such as the benchmark's.
+func GatewayDefaults() Gateway {
+	var c Gateway
+	setDefaults(&c)
+	return c
 }
 
 // Validate checks the cross-field rules: at most one credential source,
@@ -91,7 +94,7 @@ func (c *Gateway) Validate() error {
 	switch {
 	case err != nil:
 		problems = append(problems, "GATEWAY_ADDR: must be host:port")
-	case !isLoopback(host) && len(c.APIKeys) == 0 && !c.AllowInsecureBind:
+	case !IsLoopback(host) && len(c.APIKeys) == 0 && !c.AllowInsecureBind:
 		problems = append(problems, "GATEWAY_ADDR: a non-loopback address needs GATEWAY_API_KEYS (or GATEWAY_ALLOW_INSECURE_BIND=true)")
 	}
 	for i, k := range c.APIKeys {
@@ -108,15 +111,18 @@ func (c *Gateway) Validate() error {
 			problems = append(problems, fmt.Sprintf("GATEWAY_CORS_ORIGINS: %q is not an origin (scheme://host[:port])", o))
 		}
 	}
+	if _, err := c.Relay.rootCAs(GatewayPrefix); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n  "))
 	}
 	return nil
 }
 
-// isLoopback reports whether host is "localhost" or a loopback IP. An
+// IsLoopback reports whether host is "localhost" or a loopback IP. An
 // empty host (":8080") binds every interface, so it is not loopback.
-func isLoopback(host string) bool {
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -124,29 +130,15 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// source is the gateway's credential source, named GATEWAY_*.
-func (c *Gateway) source() credentialSource {
-	return credentialSource{
-		prefix:           GatewayPrefix,
-		connectionString: c.ConnectionString,
-		configFile:       c.ConfigFile,
-		namespace:        c.Namespace,
-		entityPath:       c.EntityPath,
-		keyName:          c.KeyName,
-		key:              c.Key,
-		insecure:         c.Emulator,
-	}
-}
-
 // Local reports whether no credentials are configured: the gateway then
 // starts the emulator and a listener in-process.
 func (c *Gateway) Local() bool {
-	return c.source().none()
+	return c.Relay.none()
 }
 
 // validateSource allows no source (local mode) or exactly one, complete.
 func (c *Gateway) validateSource() error {
-	return c.source().validate()
+	return c.Relay.validate(GatewayPrefix)
 }
 
 // Credentials resolves the configured credential source; call it only when
@@ -156,5 +148,12 @@ func (c *Gateway) Credentials() (relay.Credentials, error) {
 	if c.Local() {
 		return relay.Credentials{}, errors.New("credentials: none configured (local mode)")
 	}
-	return c.source().resolve()
+	return c.Relay.resolve(GatewayPrefix)
+}
+
+// RelayHTTPClient is the HTTP client for the relay's WebSocket dials and
+// HTTP requests: nil (the relay package's default) unless GATEWAY_RELAY_CA_FILE
+// names extra CAs to trust. Errors name the variable.
+func (c *Gateway) RelayHTTPClient() (*http.Client, error) {
+	return c.Relay.httpClient(GatewayPrefix)
 }

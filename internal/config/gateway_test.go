@@ -1,8 +1,12 @@
 package config
 
 import (
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +14,7 @@ import (
 
 func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
 	setEnv(t, GatewayPrefix, nil)
-	c, err := LoadGateway()
+	c, err := LoadGateway(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +43,7 @@ func TestLoadGatewaySources(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			setEnv(t, GatewayPrefix, tt.env)
-			c, err := LoadGateway()
+			c, err := LoadGateway(nil, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +67,7 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		"GATEWAY_SEND_TIMEOUT":      "1ms",
 		"GATEWAY_CORS_ORIGINS":      "https://a.example/path",
 	})
-	_, err := LoadGateway()
+	_, err := LoadGateway(nil, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -78,13 +82,13 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 	}
 
 	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"})
-	_, err = LoadGateway()
+	_, err = LoadGateway(nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_API_KEYS: key 1 is shorter") || !strings.Contains(err.Error(), "only one source") || strings.Contains(err.Error(), testSecret[:4]) {
 		t.Errorf("got %v", err)
 	}
 
 	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"})
-	_, err = LoadGateway()
+	_, err = LoadGateway(nil, io.Discard)
 	for _, want := range []string{"GATEWAY_POOL_SIZE", "GATEWAY_SEND_TIMEOUT", "GATEWAY_ALLOW_INSECURE_BIND"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parse errors: %v lacks %s", err, want)
@@ -92,7 +96,7 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 	}
 
 	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
-	if _, err = LoadGateway(); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
+	if _, err = LoadGateway(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
 		t.Errorf("unknown variable: got %v", err)
 	}
 }
@@ -123,11 +127,128 @@ func TestGatewayBindRules(t *testing.T) {
 }
 
 func TestGatewayUsageNamesEveryVariable(t *testing.T) {
-	t.Parallel()
-	u := GatewayUsage()
+	setEnv(t, GatewayPrefix, nil)
+	var help strings.Builder
+	if _, err := LoadGateway([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	u := help.String()
 	for _, want := range []string{"GATEWAY_CONNECTION_STRING", "GATEWAY_CONFIG_FILE", "GATEWAY_API_KEYS", "GATEWAY_CORS_ORIGINS", "GATEWAY_TOKEN_MAX_TTL", "GATEWAY_ALLOW_INSECURE_BIND", "GATEWAY_SHUTDOWN_TIMEOUT", "127.0.0.1:8080"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("usage lacks %s", want)
 		}
+	}
+}
+
+// TestGatewayDefaultsMatchEmptyEnvironment checks GatewayDefaults against
+// what LoadGateway reads from an environment without GATEWAY_* variables.
+func TestGatewayDefaultsMatchEmptyEnvironment(t *testing.T) {
+	setEnv(t, GatewayPrefix, nil)
+	want, err := LoadGateway(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := GatewayDefaults(); !reflect.DeepEqual(got, want) {
+		t.Errorf("GatewayDefaults() = %+v\nLoadGateway(nil, io.Discard) = %+v", got, want)
+	}
+}
+
+// TestLoadGatewayReportsEveryProblem sets several mistakes at once; each
+// must be reported, naming its variable, in one run.
+func TestLoadGatewayReportsEveryProblem(t *testing.T) {
+	setEnv(t, GatewayPrefix, map[string]string{
+		"GATEWAY_POOLSIZE":          "3",
+		"GATEWAY_SEND_TIMEOUT":      "ten",
+		"GATEWAY_ADDR":              "0.0.0.0:8080",
+		"GATEWAY_CONNECTION_STRING": "hello",
+	})
+	_, err := LoadGateway(nil, io.Discard)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"GATEWAY_POOLSIZE: unknown variable; did you mean GATEWAY_POOL_SIZE?",
+		"GATEWAY_SEND_TIMEOUT: not a duration: write a number with a unit, such as 10s, 1m30s",
+		"GATEWAY_ADDR: a non-loopback address needs GATEWAY_API_KEYS",
+		"GATEWAY_CONNECTION_STRING: ",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "GATEWAY_SEND_TIMEOUT"); n != 1 {
+		t.Errorf("GATEWAY_SEND_TIMEOUT reported %d times:\n%v", n, err)
+	}
+}
+
+func TestLoadGatewayProblems(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"misspelt, closest name suggested", map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"}, "GATEWAY_ADRR: unknown variable; did you mean GATEWAY_ADDR?"},
+		{"misspelt list", map[string]string{"GATEWAY_API_KEY": "0123456789abcdef"}, "did you mean GATEWAY_API_KEYS?"},
+		{"unknown, nothing close", map[string]string{"GATEWAY_COMPLETELY_DIFFERENT_THING": "x"}, "GATEWAY_COMPLETELY_DIFFERENT_THING: unknown variable\n"},
+		{"duration without unit", map[string]string{"GATEWAY_DIAL_TIMEOUT": "10"}, "GATEWAY_DIAL_TIMEOUT: not a duration: write a number with a unit, such as 10s, 1m30s or 500ms"},
+		{"number", map[string]string{"GATEWAY_POOL_SIZE": "four"}, "GATEWAY_POOL_SIZE: not a whole number"},
+		{"boolean", map[string]string{"GATEWAY_ALLOW_INSECURE_BIND": "maybe"}, "GATEWAY_ALLOW_INSECURE_BIND: not a boolean: write true or false"},
+		{"CA file missing", map[string]string{"GATEWAY_RELAY_CA_FILE": filepath.Join(dir, "none.pem")}, "GATEWAY_RELAY_CA_FILE: open "},
+		{"CA file not PEM", map[string]string{"GATEWAY_RELAY_CA_FILE": notPEM}, "GATEWAY_RELAY_CA_FILE " + notPEM + ": holds no PEM certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, GatewayPrefix, tt.env)
+			_, err := LoadGateway(nil, io.Discard)
+			if err == nil || !strings.Contains(err.Error()+"\n", tt.want) {
+				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestHelpTablesAligned checks that every binary's -h prints its variable
+// table aligned by spaces: every row's second column starts at the same
+// offset.
+func TestHelpTablesAligned(t *testing.T) {
+	for _, tt := range []struct {
+		prefix string
+		load   func(out io.Writer) error
+	}{
+		{GatewayPrefix, func(out io.Writer) error { _, err := LoadGateway([]string{"-h"}, out); return err }},
+		{ListenerPrefix, func(out io.Writer) error { _, err := LoadListener([]string{"-h"}, out); return err }},
+		{EmulatorPrefix, func(out io.Writer) error { _, err := LoadEmulator([]string{"-h"}, out); return err }},
+	} {
+		t.Run(tt.prefix, func(t *testing.T) {
+			setEnv(t, tt.prefix, nil)
+			var help strings.Builder
+			if err := tt.load(&help); !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("-h: %v", err)
+			}
+			col, rows := -1, 0
+			for _, l := range strings.Split(help.String(), "\n") {
+				if !strings.HasPrefix(l, tt.prefix+"_") {
+					continue
+				}
+				if strings.Contains(l, "\t") {
+					t.Fatalf("raw tab in %q", l)
+				}
+				name, _, _ := strings.Cut(l, " ")
+				c := len(name) + len(l[len(name):]) - len(strings.TrimLeft(l[len(name):], " "))
+				if col == -1 {
+					col = c
+				} else if c != col {
+					t.Errorf("row %s: second column at %d, want %d", name, c, col)
+				}
+				rows++
+			}
+			if rows < 5 {
+				t.Errorf("only %d variable rows:\n%s", rows, help.String())
+			}
+		})
 	}
 }

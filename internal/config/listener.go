@@ -2,13 +2,13 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 
 	"github.com/relaygate/relaygate/internal/relay"
 )
@@ -20,13 +20,7 @@ const ListenerPrefix = "LISTENER"
 // Exactly one credential source is used: ConnectionString, ConfigFile, or
 // the explicit fields (Namespace, EntityPath, KeyName, Key).
 type Listener struct {
-	ConnectionString string `split_words:"true" desc:"Azure Relay connection string: Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=… (add ;UseDevelopmentEmulator=true for a local relay-emulator over plain ws://)"`
-	ConfigFile       string `split_words:"true" desc:"path to the seed quickstart's config.json ({\"namespace\",\"path\",\"keyrule\",\"key\"}); instead of LISTENER_CONNECTION_STRING"`
-	Namespace        string `split_words:"true" desc:"explicit credentials: namespace host (NS.servicebus.windows.net, a bare NS, or host:port of an emulator)"`
-	EntityPath       string `split_words:"true" desc:"explicit credentials: hybrid connection name"`
-	KeyName          string `split_words:"true" desc:"explicit credentials: SAS rule name (needs the Listen right)"`
-	Key              string `split_words:"true" desc:"explicit credentials: SAS rule key (never logged)"`
-	Emulator         bool   `split_words:"true" default:"false" desc:"explicit credentials: talk plain ws:// and http:// to a local relay-emulator"`
+	Relay // LISTENER_CONNECTION_STRING, …; one is required
 
 	Forward        string        `split_words:"true" desc:"local service URL (http or https); relayed HTTP requests are proxied to it and WebSocket messages POSTed to it. Empty: print only. The --forward flag overrides it"`
 	ForwardTimeout time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"how long the local service may take to answer one forwarded request or message"`
@@ -36,25 +30,40 @@ type Listener struct {
 	PingInterval    time.Duration `split_words:"true" default:"30s" validate:"min=1s,max=30s" desc:"WebSocket ping interval on the control channel, at most 30s (Azure drops idle channels after ~4 min)"`
 	LogLevel        string        `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
+
+	forwardFlag bool // Forward came from --forward
 }
 
-// LoadListener reads LISTENER_* variables, rejects unknown ones (a typo
-// would otherwise be silently ignored) and validates the result, listing
-// every problem by variable name and never a secret's value.
-func LoadListener() (Listener, error) {
+// LoadListener reads LISTENER_* variables, then args (--forward overrides
+// LISTENER_FORWARD; -h prints the usage on out and returns flag.ErrHelp),
+// rejects unknown variables (a typo would otherwise be silently ignored)
+// and validates the result, listing every problem by variable name and
+// never a secret's value.
+func LoadListener(args []string, out io.Writer) (Listener, error) {
 	var c Listener
-	err := load(ListenerPrefix, &c)
+	err := load(ListenerPrefix, &c, command{name: "listener", head: listenerUsageHead, flags: c.bindFlags}, args, out)
 	return c, err
 }
 
-// ListenerUsage returns the table of every LISTENER_* variable with its
-// type, default and description.
-func ListenerUsage() string {
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 1, 0, 2, ' ', 0)
-	_ = envconfig.Usagef(ListenerPrefix, &Listener{}, tw, envconfig.DefaultTableFormat)
-	_ = tw.Flush()
-	return b.String()
+const listenerUsageHead = `Usage: listener [--forward URL]
+
+Listens on an Azure Relay hybrid connection (or the relay-emulator) and prints
+each WebSocket message it receives as one JSON line on stdout:
+
+  {"time":"…","connection":"…","type":"text","text":"…"}       (or "base64" for binary)
+
+HTTP requests (HTTP request mode) are printed and answered 200 with a JSON
+receipt. With --forward, requests are proxied to the local service (the path
+after the hybrid connection name is kept) and its response is relayed back;
+WebSocket messages are POSTed to the URL. Logs go to stderr.
+`
+
+// bindFlags binds --forward, which overrides LISTENER_FORWARD.
+func (c *Listener) bindFlags(fs *flag.FlagSet) {
+	fs.Func("forward", "local service `URL` to proxy HTTP requests and POST messages to (overrides LISTENER_FORWARD)", func(v string) error {
+		c.Forward, c.forwardFlag = v, true
+		return nil
+	})
 }
 
 // Validate checks the cross-field rules: one credential source, complete
@@ -66,7 +75,14 @@ func (c *Listener) Validate() error {
 	} else if _, err := c.Credentials(); err != nil {
 		problems = append(problems, err.Error())
 	}
-	if err := validateForward("LISTENER_FORWARD", c.Forward); err != nil {
+	name := "LISTENER_FORWARD"
+	if c.forwardFlag {
+		name = "--forward"
+	}
+	if err := validateForward(name, c.Forward); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if _, err := c.Relay.rootCAs(ListenerPrefix); err != nil {
 		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
@@ -75,36 +91,12 @@ func (c *Listener) Validate() error {
 	return nil
 }
 
-// source is the listener's credential source, named LISTENER_*.
-func (c *Listener) source() credentialSource {
-	return credentialSource{
-		prefix:           ListenerPrefix,
-		connectionString: c.ConnectionString,
-		configFile:       c.ConfigFile,
-		namespace:        c.Namespace,
-		entityPath:       c.EntityPath,
-		keyName:          c.KeyName,
-		key:              c.Key,
-		insecure:         c.Emulator,
-	}
-}
-
 // validateSource requires exactly one source, complete.
 func (c *Listener) validateSource() error {
-	s := c.source()
-	if s.none() {
+	if c.Relay.none() {
 		return errors.New("credentials: set LISTENER_CONNECTION_STRING, LISTENER_CONFIG_FILE, or LISTENER_NAMESPACE, LISTENER_ENTITY_PATH, LISTENER_KEY_NAME and LISTENER_KEY")
 	}
-	return s.validate()
-}
-
-// SetForward overrides Forward (from the --forward flag) and validates it.
-func (c *Listener) SetForward(raw string) error {
-	if err := validateForward("--forward", raw); err != nil {
-		return err
-	}
-	c.Forward = raw
-	return nil
+	return c.Relay.validate(ListenerPrefix)
 }
 
 // ForwardURL returns the parsed Forward URL, or nil when it is empty.
@@ -145,5 +137,12 @@ func validateForward(name, raw string) error {
 // Credentials resolves the configured credential source. Errors name the
 // variable (or the config.json field) and never contain a key.
 func (c *Listener) Credentials() (relay.Credentials, error) {
-	return c.source().resolve()
+	return c.Relay.resolve(ListenerPrefix)
+}
+
+// RelayHTTPClient is the HTTP client for the relay's WebSocket dials and
+// HTTP requests: nil (the relay package's default) unless LISTENER_RELAY_CA_FILE
+// names extra CAs to trust. Errors name the variable.
+func (c *Listener) RelayHTTPClient() (*http.Client, error) {
+	return c.Relay.httpClient(ListenerPrefix)
 }

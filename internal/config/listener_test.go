@@ -1,6 +1,9 @@
 package config
 
 import (
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,7 +65,7 @@ func TestLoadListenerSources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			setEnv(t, ListenerPrefix, tt.env)
-			c, err := LoadListener()
+			c, err := LoadListener(nil, io.Discard)
 			if err != nil {
 				t.Fatalf("LoadListener: %v", err)
 			}
@@ -137,7 +140,7 @@ func TestLoadListenerErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			setEnv(t, ListenerPrefix, tt.env)
-			_, err := LoadListener()
+			_, err := LoadListener(nil, io.Discard)
 			if err == nil {
 				t.Fatal("LoadListener: got nil error")
 			}
@@ -154,28 +157,33 @@ func TestLoadListenerErrors(t *testing.T) {
 	}
 }
 
-func TestListenerSetForward(t *testing.T) {
-	var c Listener
-	if err := c.SetForward("http://127.0.0.1:3000/base"); err != nil {
+func TestListenerForwardFlag(t *testing.T) {
+	setEnv(t, ListenerPrefix, map[string]string{"LISTENER_CONNECTION_STRING": "Endpoint=sb://ns/;SharedAccessKeyName=x;SharedAccessKey=k;EntityPath=hc",
+		"LISTENER_FORWARD": "http://127.0.0.1:9/env"})
+	c, err := LoadListener([]string{"--forward", "http://127.0.0.1:3000/base"}, io.Discard)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if u := c.ForwardURL(); u == nil || u.Host != "127.0.0.1:3000" || u.Path != "/base" {
 		t.Errorf("ForwardURL: got %v", u)
 	}
 	for _, bad := range []string{"localhost:3000", "ftp://x/", "http:///x", "http://u:p@x/", "::"} {
-		if err := c.SetForward(bad); err == nil {
-			t.Errorf("SetForward(%q): got nil error", bad)
+		_, err := LoadListener([]string{"--forward", bad}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--forward") {
+			t.Errorf("--forward %q: got %v, want an error naming --forward", bad, err)
 		} else if strings.Contains(err.Error(), bad) {
-			t.Errorf("SetForward(%q): error echoes the value: %v", bad, err)
+			t.Errorf("--forward %q: error echoes the value: %v", bad, err)
 		}
-	}
-	if c.Forward != "http://127.0.0.1:3000/base" {
-		t.Errorf("a rejected value changed Forward to %q", c.Forward)
 	}
 }
 
 func TestListenerUsage(t *testing.T) {
-	u := ListenerUsage()
+	setEnv(t, ListenerPrefix, nil)
+	var help strings.Builder
+	if _, err := LoadListener([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	u := help.String()
 	for _, v := range []string{"LISTENER_CONNECTION_STRING", "LISTENER_CONFIG_FILE", "LISTENER_NAMESPACE", "LISTENER_ENTITY_PATH",
 		"LISTENER_KEY_NAME", "LISTENER_KEY", "LISTENER_EMULATOR", "LISTENER_FORWARD", "LISTENER_FORWARD_TIMEOUT",
 		"LISTENER_MAX_MESSAGE_BYTES", "LISTENER_TOKEN_TTL", "LISTENER_PING_INTERVAL", "LISTENER_LOG_LEVEL", "LISTENER_LOG_FORMAT"} {

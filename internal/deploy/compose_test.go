@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,8 +44,8 @@ var binaries = map[string]struct {
 	prefix string
 	load   func() error
 }{
-	"gateway":        {config.GatewayPrefix, func() error { _, err := config.LoadGateway(); return err }},
-	"listener":       {config.ListenerPrefix, func() error { _, err := config.LoadListener(); return err }},
+	"gateway":        {config.GatewayPrefix, func() error { _, err := config.LoadGateway(nil, io.Discard); return err }},
+	"listener":       {config.ListenerPrefix, func() error { _, err := config.LoadListener(nil, io.Discard); return err }},
 	"relay-emulator": {emulatorPrefix, func() error { _, err := loadEmulator(nil); return err }},
 }
 
@@ -282,7 +283,7 @@ func TestComposeEnvironment(t *testing.T) {
 	}
 
 	setEnv(t, serviceEnv(t, cf.Services["listener"], nil))
-	lc, err := config.LoadListener()
+	lc, err := config.LoadListener(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +294,7 @@ func TestComposeEnvironment(t *testing.T) {
 	check("listener", cr, emulator.RightListen)
 
 	setEnv(t, serviceEnv(t, cf.Services["gateway"], nil))
-	gc, err := config.LoadGateway()
+	gc, err := config.LoadGateway(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,12 +335,12 @@ func TestEnvExample(t *testing.T) {
 		switch name {
 		case "gateway":
 			var c config.Gateway
-			if c, err = config.LoadGateway(); err == nil {
+			if c, err = config.LoadGateway(nil, io.Discard); err == nil {
 				cr, err = c.Credentials()
 			}
 		case "listener":
 			var c config.Listener
-			if c, err = config.LoadListener(); err == nil {
+			if c, err = config.LoadListener(nil, io.Discard); err == nil {
 				cr, err = c.Credentials()
 			}
 		}

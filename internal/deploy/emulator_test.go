@@ -22,7 +22,7 @@ func loadEmulator(args []string) (emulator.Config, error) {
 	if err != nil {
 		return emulator.Config{}, err
 	}
-	ec, _, err := c.ServerConfig()
+	ec, _, _, err := emulator.ConfigFrom(c)
 	return ec, err
 }
 

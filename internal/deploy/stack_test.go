@@ -35,9 +35,10 @@ func freePort(t *testing.T) string {
 // packages compiled by go vet and earlier builds are reused.
 func buildBinaries(t *testing.T, names ...string) string {
 	t.Helper()
+	// go test puts its own GOROOT/bin first on the test's PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("the go command: %v", err)
 	}
 	dir := t.TempDir()
 	args := []string{"build", "-o", dir + string(filepath.Separator)}

@@ -40,7 +40,7 @@ func Load(tb testing.TB) *Contract {
 	tb.Helper()
 	loadOnce.Do(func() {
 		l := openapi3.NewLoader()
-		doc, err := l.LoadFromData(relaygate.OpenAPI)
+		doc, err := l.LoadFromData(relaygate.OpenAPI())
 		if err != nil {
 			loadErr = err
 			return

@@ -4,8 +4,6 @@ package emulatortest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"log/slog"
 	"testing"
 	"time"
@@ -15,7 +13,7 @@ import (
 )
 
 // KeyName is the name of the Manage rule Start configures.
-const KeyName = "RootManageSharedAccessKey"
+const KeyName = emulator.DevKeyName
 
 // Start runs an emulator on 127.0.0.1:0 with one namespace-level Manage
 // rule (KeyName, a random key) and AutoCreate on, after applying opts to
@@ -25,7 +23,7 @@ func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 	tb.Helper()
 	cfg := emulator.Config{
 		Addr:       "127.0.0.1:0",
-		Rules:      []emulator.Rule{{Name: KeyName, Key: RandomKey(), Rights: emulator.RightManage}},
+		Rules:      []emulator.Rule{emulator.DevRule()},
 		AutoCreate: true,
 	}
 	for _, o := range opts {
@@ -50,8 +48,4 @@ func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 }
 
 // RandomKey returns a fresh 256-bit key, base64-encoded like Azure's.
-func RandomKey() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.StdEncoding.EncodeToString(b)
-}
+func RandomKey() string { return emulator.RandomKey() }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
 	"github.com/relaygate/relaygate/internal/console"
+	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -80,4 +82,44 @@ func preview(typ relay.MessageType, data []byte) string {
 		s += "…"
 	}
 	return s
+}
+
+// startLocal starts the in-process emulator on a random loopback port with
+// a development key, and a listener that logs what it receives and
+// publishes it to the console's feed.
+func (g *Gateway) startLocal() error {
+	emu, err := emulator.New(emulator.Config{
+		Addr:       "127.0.0.1:0",
+		Rules:      []emulator.Rule{emulator.DevRule()},
+		AutoCreate: true,
+	}, g.log.With("component", "emulator"), nil)
+	if err != nil {
+		return err
+	}
+	if err := emu.Open(); err != nil {
+		return err
+	}
+	g.emu = emu
+	g.creds = emu.Credentials(LocalEntity)
+	g.feed = console.NewFeed(console.FeedConfig{}, g.log.With("component", "console"))
+	l, err := relay.NewListener(relay.ListenerConfig{
+		Credentials: emu.ListenerCredentials(LocalEntity),
+		ConnHandler: logMessages(g.log.With("component", "listener"), g.feed),
+		HTTPHandler: echoRequests(g.log.With("component", "listener"), g.cfg.MaxBodyBytes, g.feed),
+		ReadLimit:   g.cfg.MaxBodyBytes + 64<<10,
+	}, g.log.With("component", "listener"))
+	if err != nil {
+		return err
+	}
+	g.listener = l
+	g.lnDone = make(chan struct{})
+	go func() {
+		defer close(g.lnDone)
+		if err := l.Run(context.Background()); err != nil {
+			g.log.Error("local listener stopped", "err", err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return l.WaitConnected(ctx)
 }
