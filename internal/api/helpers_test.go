@@ -86,10 +86,6 @@ func newEnv(t *testing.T, mod func(*api.Config)) *env {
 		Now:          func() time.Time { return testNow },
 		// httptest.NewRequest's Host; real-server tests use 127.0.0.1.
 		AllowedHosts: []string{"example.com"},
-		MetricsHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			io.WriteString(w, "x 1\n")
-		}),
 	}
 	if mod != nil {
 		mod(&e.cfg)

@@ -30,9 +30,6 @@ func (s *Server) routes(r chi.Router) {
 	r.Get("/healthz", s.wrap(s.handleHealthz))
 	r.Get("/readyz", s.wrap(s.handleReadyz))
 	r.Get("/openapi.yaml", s.handleOpenAPI)
-	if s.cfg.MetricsHandler != nil {
-		r.Method(http.MethodGet, "/metrics", s.cfg.MetricsHandler)
-	}
 	if c := s.cfg.Console.Page; c != nil {
 		r.Method(http.MethodGet, "/", c)
 		r.Method(http.MethodGet, "/console/console.js", c)

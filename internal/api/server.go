@@ -86,8 +86,6 @@ type Config struct {
 	// "*.example.com" for subdomains, or "*" for any Host. Other Hosts get
 	// 421 host_not_allowed (but /healthz and /readyz).
 	AllowedHosts []string
-	// MetricsHandler serves GET /metrics; nil means 404.
-	MetricsHandler http.Handler
 	// Console, if set, is the browser console (package console).
 	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
