@@ -1,6 +1,7 @@
 // Package api serves the gateway's REST surface (openapi.yaml at the
-// repository root): POST /messages, GET /token, /healthz, /readyz, /metrics
-// and /openapi.yaml.
+// repository root): POST /messages, GET /token, /healthz, /readyz and
+// /openapi.yaml. /metrics is not here: the gateway serves it on its admin
+// listener (internal/gateway).
 //
 // It owns no connections. It reaches the relay only through the small
 // interfaces it defines (Relayer, Requester, ReadinessChecker), so handler

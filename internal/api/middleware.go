@@ -48,7 +48,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 }
 
 // quietRoutes are logged at debug level.
-var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // logRequests logs one line per request and records request metrics. It
 // never logs the query string or headers (they may hold credentials).

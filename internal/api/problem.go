@@ -35,6 +35,8 @@ const (
 	// codeTokenMintingUnavailable: GET /token when the gateway holds no SAS
 	// key (Microsoft Entra ID, or a fixed shared access signature).
 	codeTokenMintingUnavailable = "token_minting_unavailable"
+	codeHostNotAllowed          = "host_not_allowed"
+	codeOriginNotAllowed        = "origin_not_allowed"
 )
 
 // problemTypePrefix + code is each problem's "type" URI.
@@ -63,6 +65,8 @@ var codes = map[string]struct {
 	codeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
 
 	codeTokenMintingUnavailable: {http.StatusNotImplemented, "Token minting needs a SAS key"},
+	codeHostNotAllowed:          {http.StatusMisdirectedRequest, "Host not allowed"},
+	codeOriginNotAllowed:        {http.StatusForbidden, "Origin not allowed"},
 }
 
 // fieldError is one entry of a problem's "errors": Pointer is a JSON

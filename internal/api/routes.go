@@ -9,8 +9,8 @@ import (
 )
 
 // Handler returns the HTTP handler of the whole REST surface. Middleware
-// order: RequestID → logger (+ metrics) → Recoverer → CORS; API keys on the
-// /messages and /token group only.
+// order: RequestID → logger (+ metrics) → Recoverer → Host and Origin
+// checks → CORS; API keys on the /messages and /token group only.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	s.routes(r)
@@ -19,7 +19,7 @@ func (s *Server) Handler() http.Handler {
 
 // routes is the only place chi paths appear.
 func (s *Server) routes(r chi.Router) {
-	r.Use(s.requestID, s.logRequests, s.recoverer, s.cors)
+	r.Use(s.requestID, s.logRequests, s.recoverer, s.checkHostOrigin, s.cors)
 	r.NotFound(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return newProblem(codeNotFound, "no route for %s", r.URL.Path)
 	}))
@@ -30,9 +30,6 @@ func (s *Server) routes(r chi.Router) {
 	r.Get("/healthz", s.wrap(s.handleHealthz))
 	r.Get("/readyz", s.wrap(s.handleReadyz))
 	r.Get("/openapi.yaml", s.handleOpenAPI)
-	if s.cfg.MetricsHandler != nil {
-		r.Method(http.MethodGet, "/metrics", s.cfg.MetricsHandler)
-	}
 	if c := s.cfg.Console.Page; c != nil {
 		r.Method(http.MethodGet, "/", c)
 		r.Method(http.MethodGet, "/console/console.js", c)

@@ -73,9 +73,19 @@ type Config struct {
 	// APIKeys, if any, are required on /messages and /token.
 	APIKeys []string
 	// CORSOrigins are the browser origins allowed to call the API ("*" for any).
+	// Requests with another Origin that change state or ask for a token
+	// get 403 origin_not_allowed (see hostcheck.go).
 	CORSOrigins []string
-	// MetricsHandler serves GET /metrics; nil means 404.
-	MetricsHandler http.Handler
+	// ListenAddr is the address the gateway binds (host:port). Its host is
+	// an allowed Host header value; an unspecified host (":8080",
+	// "0.0.0.0:8080") allows any IP literal.
+	ListenAddr string
+	// AllowedHosts are further Host header values the gateway answers to,
+	// besides localhost, 127.0.0.1, [::1] and ListenAddr's host: a name
+	// ("gw.example", any port), a name with port ("gw.example:8443"),
+	// "*.example.com" for subdomains, or "*" for any Host. Other Hosts get
+	// 421 host_not_allowed (but /healthz and /readyz).
+	AllowedHosts []string
 	// Console, if set, is the browser console (package console).
 	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
@@ -134,6 +144,7 @@ type Server struct {
 	keys      [][32]byte // sha256 of each API key
 	origins   map[string]bool
 	anyOrigin bool
+	hosts     *hostPolicy
 
 	draining atomic.Bool
 }
@@ -153,6 +164,7 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 		metrics:   m,
 		validate:  newValidator(),
 		origins:   map[string]bool{},
+		hosts:     newHostPolicy(cfg.ListenAddr, cfg.AllowedHosts),
 	}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, hashKey(k))
