@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-playground/validator/v10"
-
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -16,6 +14,7 @@ import (
 // ctx bounds only the wait (queueing, finding a healthy connection); it must
 // not reach a pooled connection. Errors wrap relay's sentinels
 // (relay.ErrUnavailable, ErrOverloaded, ErrClosed, ErrUnauthorized, ...).
+// Send must not hold m.Data after it returns: the api reuses the buffer.
 // *relay.Pool implements it. Implementations must be safe for concurrent use.
 type Relayer interface {
 	Send(ctx context.Context, m relay.Message) error
@@ -126,7 +125,6 @@ type Server struct {
 	requester Requester
 	log       *slog.Logger
 	metrics   Metrics
-	validate  *validator.Validate
 	keys      [][32]byte // sha256 of each API key
 	origins   map[string]bool
 	anyOrigin bool
@@ -147,7 +145,6 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 		requester: rq,
 		log:       log,
 		metrics:   m,
-		validate:  newValidator(),
 		origins:   map[string]bool{},
 	}
 	for _, k := range cfg.APIKeys {
