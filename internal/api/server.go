@@ -59,8 +59,11 @@ type Config struct {
 	// MaxBodyBytes limits request bodies (413 above it) and the listener
 	// response bodies relayed by ?delivery=request. Default 1 MiB.
 	MaxBodyBytes int64
-	// SendTimeout bounds a POST /messages from decoding to the frame being
-	// written. Default 10s.
+	// MaxBatch caps the messages of one POST /messages:batch (400 above
+	// it); the body limit applies too. Default 1000 (GATEWAY_MAX_BATCH).
+	MaxBatch int
+	// SendTimeout bounds a POST /messages (or a whole batch) from decoding
+	// to the last frame being written. Default 10s.
 	SendTimeout time.Duration
 	// DeliveryTimeout bounds a ?delivery=request round trip. Default 30s.
 	DeliveryTimeout time.Duration
@@ -84,6 +87,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 10 * time.Second
