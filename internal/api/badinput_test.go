@@ -234,6 +234,7 @@ func TestBadInput(t *testing.T) {
 		{"get batch", rq("GET "+b, ""), 405, "method_not_allowed", "POST"},
 		{"invented method", rq(strings.Repeat("X", 1000)+" "+m, ""), 405, "method_not_allowed", "POST"},
 		{"unknown path", rq("GET /nope", ""), 404, "not_found", ""},
+		{"options asterisk", rq("OPTIONS *", ""), 404, "not_found", ""},
 		{"long path", rq("GET /"+strings.Repeat("p", 60<<10), ""), 404, "not_found", ""},
 		// Headers net/http answers itself.
 		{"headers over 64 KiB", txt(m, "x", "X-Pad: "+strings.Repeat("h", 70<<10)), 431, "", ""},

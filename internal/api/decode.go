@@ -15,8 +15,9 @@ import (
 type buffer struct{ b []byte }
 
 // maxPooledBuffer: larger buffers are left to the garbage collector, so
-// that one 1 MiB body does not pin 1 MiB per pooled buffer.
-const maxPooledBuffer = 64 << 10
+// that one 1 MiB body does not pin 1 MiB per pooled buffer (sync.Pool
+// drops idle buffers after two garbage collections anyway).
+const maxPooledBuffer = 256 << 10
 
 var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1<<10)} }}
 

@@ -79,6 +79,7 @@ func BenchmarkHandleSend(b *testing.B) {
 			r := httptest.NewRequest(http.MethodPost, "/messages", nil)
 			r.Header.Set("Content-Type", "application/json")
 			r.Body = br
+			r.ContentLength = int64(len(body)) // as net/http sets it from the header
 			w := &discardWriter{h: http.Header{}}
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()

@@ -22,7 +22,8 @@
 // as text/plain, and http.Server has no hook to change that (Go 1.26): 431
 // for headers over MaxHeaderBytes, 400 for a malformed request line,
 // header, Host or Content-Length, 501 for a Transfer-Encoding other than
-// chunked, 417 for an unknown Expect. A request with both Content-Length and
+// chunked, 417 for an unknown Expect. ("OPTIONS *" does reach the router:
+// DisableGeneralOptionsHandler.) A request with both Content-Length and
 // chunked Transfer-Encoding is framed as chunked and its Content-Length
 // dropped (RFC 9112 §6.3) before the handler runs, so the handler cannot
 // refuse it; as the endpoint rather than an intermediary, the gateway

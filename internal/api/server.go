@@ -190,6 +190,9 @@ func (s *Server) HTTPServer(h http.Handler) *http.Server {
 		IdleTimeout: 60 * time.Second,
 		// Our headers are small; 64 KiB is plenty for tokens and keys.
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" reaches the router (a 404 problem) instead of
+		// net/http's bare 200; the one such answer net/http lets us own.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 }
