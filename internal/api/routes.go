@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/relaygate/relaygate"
 )
@@ -21,8 +20,7 @@ func (s *Server) Handler() http.Handler {
 
 // routes is the only place chi paths appear.
 func (s *Server) routes(r chi.Router) {
-	// GetHead: HEAD is answered wherever GET is (net/http drops the body).
-	r.Use(s.requestID, s.logRequests, s.recoverer, s.cors, middleware.GetHead)
+	r.Use(s.requestID, s.logRequests, s.recoverer, s.cors, headAsGet)
 	r.NotFound(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return newProblem(codeNotFound, "no route for %s", truncate(r.URL.Path, maxEchoedPath))
 	}))

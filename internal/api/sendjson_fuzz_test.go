@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -119,6 +120,19 @@ func FuzzParseBatch(f *testing.F) {
 			if !json.Valid(it.Message) || !utf8.Valid(it.Message) || string(it.Message) == "null" || it.ID != "" && !validID(it.ID) {
 				t.Fatalf("item %+v from %q", it, body)
 			}
+		}
+	})
+}
+
+// FuzzValidID: validID is idPattern without a regexp.
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{"a", "msg-1.2_3:4", "", "a b", "é", strings.Repeat("x", 128), strings.Repeat("x", 129), "a\n"} {
+		f.Add(s)
+	}
+	re := regexp.MustCompile(idPattern)
+	f.Fuzz(func(t *testing.T, id string) {
+		if validID(id) != re.MatchString(id) {
+			t.Fatalf("validID(%q) = %v, the pattern says %v", id, validID(id), re.MatchString(id))
 		}
 	})
 }
