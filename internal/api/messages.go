@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -209,7 +210,10 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, msg relay.Messa
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DeliveryTimeout)
 	defer cancel()
-	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: requestIDOf(w), ContentType: contentType, Body: msg.Data})
+	// A copy: msg.Data is a pooled buffer, and an HTTP transport may still
+	// read a request body after it has returned the response.
+	body := bytes.Clone(msg.Data)
+	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: requestIDOf(w), ContentType: contentType, Body: body})
 	if err != nil {
 		if errors.Is(err, ErrListenerBodyTooLarge) {
 			return &problem{Code: codeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}
