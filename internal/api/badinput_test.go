@@ -364,3 +364,65 @@ func TestNotFoundDetailIsTruncated(t *testing.T) {
 		t.Fatalf("status %d, detail of %d bytes: %.80q", resp.StatusCode, len(p.Detail), p.Detail)
 	}
 }
+
+// TestPooledBuffersAreNotShared: concurrent requests of every kind over a
+// real server each relay exactly their own bytes, so no pooled body or
+// frame buffer is reused while the relay or a response still needs it.
+func TestPooledBuffersAreNotShared(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, nil)
+	client := &http.Client{}
+	const workers, each = 6, 40
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				for i := range each {
+					id := fmt.Sprintf("w%d-%d", w, i)
+					body, ct, path := `{"id":"`+id+`","message":"`+strings.Repeat(id, i)+`"}`, "application/json", "/messages"
+					if i%3 == 1 {
+						body, ct = strings.Repeat(id+";", i+1), "text/plain"
+					} else if i%3 == 2 {
+						body, ct, path = `{"messages":[{"id":"`+id+`","message":"`+strings.Repeat(id, i)+`"}]}`, "application/json", "/messages:batch"
+					}
+					req, _ := http.NewRequest("POST", "http://"+g.addr+path, strings.NewReader(body))
+					req.Header.Set("Content-Type", ct)
+					req.Header.Set("X-API-Key", badKey)
+					resp, err := client.Do(req)
+					if err != nil {
+						return err
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode >= 300 || ct == "application/json" && !strings.Contains(string(b), `"id":"`+id+`"`) {
+						return fmt.Errorf("%s: %d %s", id, resp.StatusCode, b)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := g.rl.messages()
+	if len(msgs) != workers*each {
+		t.Fatalf("relayed %d messages, want %d", len(msgs), workers*each)
+	}
+	for _, m := range msgs {
+		data := string(m.Data)
+		if m.Type == relay.MessageText && strings.HasPrefix(data, "{") {
+			var env struct{ ID, Message string }
+			if err := json.Unmarshal(m.Data, &env); err != nil || env.ID != m.ID || strings.ReplaceAll(env.Message, env.ID, "") != "" {
+				t.Errorf("frame %q (id %q) mixes requests", data, m.ID)
+			}
+			continue
+		}
+		first, _, _ := strings.Cut(data, ";")
+		if strings.ReplaceAll(data, first+";", "") != "" {
+			t.Errorf("text frame %q mixes requests", data)
+		}
+	}
+}
