@@ -282,6 +282,11 @@ func FuzzSend(f *testing.F) {
 	f.Add("text/plain; charset=latin1", []byte("x"))
 	f.Add("application/octet-stream", []byte{0, 1, 2})
 	f.Add("multipart/form-data; boundary=x", []byte("--x--"))
+	f.Add("application/json", []byte(`{"message":1,"message":2}`))
+	f.Add("application/json", []byte(`{"MESSAGE":1,"Id":"x"}`))
+	f.Add("application/json", []byte(`{"\u006dessage":[[[{"a":"}"}]]],"id":"a\u002db"}`))
+	f.Add("application/json; charset=utf-16", []byte(`{"message":1}`))
+	f.Add("Application/JSON; charset=\"UTF-8\"", []byte(`{"message":1}`))
 	rl := &fakeRelayer{}
 	srv := api.New(api.Config{Credentials: testCreds, MaxBodyBytes: 4096}, rl, nil, slog.New(slog.DiscardHandler), nil)
 	h := srv.Handler()

@@ -165,7 +165,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem
 		c = codes[codeInternal]
 	}
 	ctx := r.Context()
-	rid := requestIDFrom(ctx)
+	rid := requestIDOf(w)
 	level := slog.LevelDebug
 	if c.status >= 500 {
 		level = slog.LevelWarn

@@ -37,7 +37,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	ttl := s.cfg.TokenTTL
 	if q := r.URL.Query(); q.Has("ttl") {
-		n, err := strconv.ParseInt(q.Get("ttl"), 10, 64)
+		n, err := parseSeconds(q.Get("ttl"))
 		switch {
 		case err != nil || n < 1 || len(q["ttl"]) > 1:
 			return invalid("invalid query parameter", fieldError{Parameter: "ttl", Detail: "must be a whole number of seconds, at least 1"})

@@ -45,6 +45,7 @@ type Gateway struct {
 	PoolSize        int           `split_words:"true" default:"4" validate:"min=1,max=64" desc:"number of pooled sender WebSockets kept open to the relay"`
 	QueueSize       int           `split_words:"true" default:"64" validate:"min=1,max=65536" desc:"messages queued per pooled connection before POST /messages answers 503 overloaded"`
 	MaxBodyBytes    int64         `split_words:"true" default:"1048576" validate:"min=1,max=67108864" desc:"largest request body (and listener reply) in bytes; larger bodies get 413"`
+	MaxBatch        int           `split_words:"true" default:"1000" validate:"min=1,max=100000" desc:"most messages in one POST /messages:batch (within GATEWAY_MAX_BODY_BYTES)"`
 	SendTimeout     time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"how long POST /messages may wait for a healthy connection and the write (then 503/504)"`
 	DeliveryTimeout time.Duration `split_words:"true" default:"60s" validate:"min=100ms" desc:"how long POST /messages?delivery=request waits for the listener's answer (Azure's own limit is 60s)"`
 	WriteTimeout    time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"deadline of one WebSocket write on a pooled connection; a stalled connection is replaced"`

@@ -112,6 +112,7 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 	g.api = api.New(api.Config{
 		Credentials:     g.creds,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
+		MaxBatch:        cfg.MaxBatch,
 		SendTimeout:     cfg.SendTimeout,
 		DeliveryTimeout: cfg.DeliveryTimeout,
 		RetryAfter:      cfg.RetryAfter,
