@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -30,20 +31,13 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testlog.Output(t), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "listener")
 }
 
-// waitCtx is a context bounding one test step.
-func waitCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // runListener starts a Listener on emu's entity with cfg (Credentials
 // filled in if empty), waits until its control channel is up and stops it
 // at cleanup, failing if Run returned an error.
 func runListener(t *testing.T, emu *emulator.Server, entity string, cfg relay.ListenerConfig) *relay.Listener {
 	t.Helper()
 	l, errc := startListener(t, emu, entity, cfg)
-	if err := l.WaitConnected(waitCtx(t, 5*time.Second)); err != nil {
+	if err := l.WaitConnected(waitCtx(t)); err != nil {
 		select {
 		case err := <-errc:
 			t.Fatalf("Run returned %v", err)
@@ -100,7 +94,7 @@ func echo(ctx context.Context, c *relay.ListenerConn) {
 
 func dial(t *testing.T, emu *emulator.Server, entity string, o relay.DialOptions) *websocket.Conn {
 	t.Helper()
-	ws, err := relay.Dial(waitCtx(t, 5*time.Second), emu.Credentials(entity), o)
+	ws, err := relay.Dial(waitCtx(t), emu.Credentials(entity), o)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -137,7 +131,7 @@ func TestEmulatorMessagesBothDirections(t *testing.T) {
 		t.Errorf("sender subprotocol %q", ws.Subprotocol())
 	}
 
-	ctx := waitCtx(t, 20*time.Second)
+	ctx := waitCtx(t)
 	sizes := []int{1, 125, 126, 65535, 65536, 64<<10 + 1, 200 << 10, 1 << 20}
 	type msg struct {
 		typ  websocket.MessageType
@@ -189,7 +183,7 @@ func TestEmulatorListenerWritesFirst(t *testing.T) {
 		c.Read(ctx) // until the sender closes
 	}})
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
-	ctx := waitCtx(t, 10*time.Second)
+	ctx := waitCtx(t)
 	if typ, data, err := ws.Read(ctx); err != nil || typ != websocket.MessageText || string(data) != "hello" {
 		t.Fatalf("got %v %q %v", typ, data, err)
 	}
@@ -205,7 +199,7 @@ func TestEmulatorListenerCloseCodeReachesSender(t *testing.T) {
 		c.Close(4001, "done here")
 	}})
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
-	_, _, err := ws.Read(waitCtx(t, 5*time.Second))
+	_, _, err := ws.Read(waitCtx(t))
 	if websocket.CloseStatus(err) != 4001 {
 		t.Fatalf("got %v, want close 4001", err)
 	}
@@ -241,7 +235,7 @@ func TestEmulatorReject(t *testing.T) {
 		{"panic", 502, "The listener failed to handle the connection", relay.ErrRelayUnavailable},
 	}
 	for _, tt := range tests {
-		_, err := relay.Dial(waitCtx(t, 5*time.Second), emu.Credentials("hc1"), relay.DialOptions{Query: url.Values{"mode": {tt.mode}}, Header: http.Header{"X-Who": {"me"}}})
+		_, err := relay.Dial(waitCtx(t), emu.Credentials("hc1"), relay.DialOptions{Query: url.Values{"mode": {tt.mode}}, Header: http.Header{"X-Who": {"me"}}})
 		var re *relay.RelayError
 		if !errors.As(err, &re) || re.StatusCode != tt.code || re.Reason != tt.reason || !errors.Is(err, tt.want) {
 			t.Errorf("%s: got %v, want %d %q", tt.mode, err, tt.code, tt.reason)
@@ -252,7 +246,7 @@ func TestEmulatorReject(t *testing.T) {
 	}
 	// The listener still accepts afterwards.
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
-	ctx := waitCtx(t, 5*time.Second)
+	ctx := waitCtx(t)
 	ws.Write(ctx, websocket.MessageText, []byte("x"))
 	if _, data, err := ws.Read(ctx); err != nil || string(data) != "x" {
 		t.Fatalf("echo after rejects: %q %v", data, err)
@@ -262,7 +256,7 @@ func TestEmulatorReject(t *testing.T) {
 func TestEmulatorNoListener(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t)
-	_, err := relay.Dial(waitCtx(t, 5*time.Second), emu.Credentials("nobody-home"), relay.DialOptions{})
+	_, err := relay.Dial(waitCtx(t), emu.Credentials("nobody-home"), relay.DialOptions{})
 	var re *relay.RelayError
 	if !errors.As(err, &re) || !errors.Is(err, relay.ErrNotFound) || !relay.Retryable(err) {
 		t.Fatalf("got %v, want a retryable ErrNotFound", err)
@@ -306,7 +300,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tok, _, _ := tt.c.Token(time.Now(), 0)
-			_, err := relay.Dial(waitCtx(t, 5*time.Second), tt.c, tt.o)
+			_, err := relay.Dial(waitCtx(t), tt.c, tt.o)
 			var re *relay.RelayError
 			if !errors.As(err, &re) || !errors.Is(err, tt.want) || relay.Retryable(err) {
 				t.Fatalf("got %v, want a non-retryable %v", err, tt.want)
@@ -329,7 +323,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			if !errors.Is(err, relay.ErrForbidden) {
 				t.Fatalf("got %v, want ErrForbidden", err)
 			}
-		case <-waitCtx(t, 5*time.Second).Done():
+		case <-waitCtx(t).Done():
 			t.Fatal("Run did not return")
 		}
 	})
@@ -342,7 +336,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			if !errors.Is(err, relay.ErrUnauthorized) || strings.Contains(err.Error(), sendKey) {
 				t.Fatalf("got %v, want ErrUnauthorized", err)
 			}
-		case <-waitCtx(t, 5*time.Second).Done():
+		case <-waitCtx(t).Done():
 			t.Fatal("Run did not return")
 		}
 	})
@@ -364,7 +358,7 @@ func TestEmulatorListenerNotFound(t *testing.T) {
 		if !errors.Is(err, relay.ErrNotFound) {
 			t.Fatalf("got %v, want ErrNotFound", err)
 		}
-	case <-waitCtx(t, 5*time.Second).Done():
+	case <-waitCtx(t).Done():
 		t.Fatal("Run did not return on 404")
 	}
 }
@@ -384,7 +378,7 @@ func TestEmulatorListenerCap(t *testing.T) {
 		if !errors.Is(err, relay.ErrForbidden) || !strings.Contains(err.Error(), "listeners") {
 			t.Fatalf("26th listener: got %v, want ErrForbidden naming the quota", err)
 		}
-	case <-waitCtx(t, 5*time.Second).Done():
+	case <-waitCtx(t).Done():
 		t.Fatal("26th listener's Run did not return")
 	}
 }
@@ -403,7 +397,7 @@ func TestEmulatorSendersSpreadOverListeners(t *testing.T) {
 	}
 	for range senders {
 		ws := dial(t, emu, "hc1", relay.DialOptions{})
-		if _, _, err := ws.Read(waitCtx(t, 5*time.Second)); err != nil {
+		if _, _, err := ws.Read(waitCtx(t)); err != nil {
 			t.Fatal(err)
 		}
 		ws.Close(websocket.StatusNormalClosure, "")
@@ -427,13 +421,8 @@ func TestEmulatorReconnectAfterDrop(t *testing.T) {
 	l := runListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: echo})
 	emu.DropConnections()
 	// The listener notices (read error) and reconnects with the backoff.
-	ctx := waitCtx(t, 10*time.Second)
-	for l.Sessions() < 2 || emu.ListenerCount("hc1") != 1 {
-		if ctx.Err() != nil {
-			t.Fatalf("listener did not reconnect: sessions %d, count %d", l.Sessions(), emu.ListenerCount("hc1"))
-		}
-		pollPause()
-	}
+	ctx := waitCtx(t)
+	waitFor(t, "the listener to reconnect", func() bool { return l.Sessions() >= 2 && emu.ListenerCount("hc1") == 1 })
 	if err := l.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -444,61 +433,69 @@ func TestEmulatorReconnectAfterDrop(t *testing.T) {
 	}
 }
 
-// pollPause yields between polls of a condition with a deadline.
-func pollPause() { <-time.After(10 * time.Millisecond) }
-
 func TestEmulatorExpiredControlChannelGets1008(t *testing.T) {
 	t.Parallel()
-	emu := emulatortest.Start(t, func(c *emulator.Config) { c.TokenGrace = time.Nanosecond })
-	c := emu.ListenerCredentials("hc1")
-	tok, exp, _ := c.Token(time.Now(), 2*time.Second)
-	u := c.WebSocketURL(relay.ActionListen, relay.URLOptions{})
-	ctx := waitCtx(t, 10*time.Second)
-	ws, _, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: http.Header{relay.HeaderAuthorization: {tok}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	_, _, err = ws.Read(ctx)
-	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
-		t.Fatalf("got %v, want close 1008", err)
-	}
-	if time.Now().Before(exp) {
-		t.Fatalf("closed before the token expired")
-	}
-
-	// A Listener with renewal disabled is cut the same way and reconnects
-	// with a fresh token.
-	l := runListener(t, emu, "hc2", relay.ListenerConfig{ConnHandler: echo, TokenTTL: 2 * time.Second, RenewBefore: -1})
-	for l.Sessions() < 2 {
-		if ctx.Err() != nil {
-			t.Fatal("listener was not cut at token expiry")
+	synctest.Test(t, func(t *testing.T) { // fake clock: token expiry
+		emu, client := serveMemEmulator(t, func(c *emulator.Config) { c.TokenGrace = time.Nanosecond })
+		c := emu.ListenerCredentials("hc1")
+		c.Host = memHost
+		tok, exp, _ := c.Token(time.Now(), 2*time.Second)
+		u := c.WebSocketURL(relay.ActionListen, relay.URLOptions{})
+		ws, _, err := websocket.Dial(t.Context(), u.String(), &websocket.DialOptions{HTTPClient: client, HTTPHeader: http.Header{relay.HeaderAuthorization: {tok}}})
+		if err != nil {
+			t.Fatal(err)
 		}
-		pollPause()
-	}
-	if err := l.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+		defer ws.CloseNow()
+		_, _, err = ws.Read(t.Context())
+		if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Fatalf("got %v, want close 1008", err)
+		}
+		if time.Now().Before(exp) {
+			t.Fatalf("closed before the token expired")
+		}
+
+		// A Listener with renewal disabled is cut the same way and
+		// reconnects with a fresh token.
+		lc := emu.ListenerCredentials("hc2")
+		lc.Host = memHost
+		l := runListener(t, nil, "hc2", relay.ListenerConfig{Credentials: lc, HTTPClient: client, ConnHandler: echo, TokenTTL: 2 * time.Second, RenewBefore: -1})
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if err := l.WaitConnected(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := l.Sessions(); n < 2 {
+			t.Fatalf("%d sessions after the token expired; want the listener cut and reconnected", n)
+		}
+	})
 }
 
 func TestEmulatorRenewTokenKeepsControlChannel(t *testing.T) {
 	t.Parallel()
-	emu := emulatortest.Start(t, func(c *emulator.Config) { c.TokenGrace = time.Nanosecond })
-	l := runListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: echo, TokenTTL: 2 * time.Second, RenewBefore: time.Second})
-	// Three token lifetimes without a reconnect.
-	end := time.Now().Add(6 * time.Second)
-	for time.Now().Before(end) {
-		if n := l.Sessions(); n != 1 || !l.Connected() {
-			t.Fatalf("control channel was reopened (%d sessions)", n)
+	synctest.Test(t, func(t *testing.T) { // fake clock: three token lifetimes
+		emu, client := serveMemEmulator(t, func(c *emulator.Config) { c.TokenGrace = time.Nanosecond })
+		lc := emu.ListenerCredentials("hc1")
+		lc.Host = memHost
+		l := runListener(t, nil, "hc1", relay.ListenerConfig{Credentials: lc, HTTPClient: client, ConnHandler: echo, TokenTTL: 2 * time.Second, RenewBefore: time.Second})
+		for range 12 {
+			time.Sleep(500 * time.Millisecond)
+			synctest.Wait()
+			if n := l.Sessions(); n != 1 || !l.Connected() {
+				t.Fatalf("control channel was reopened (%d sessions)", n)
+			}
 		}
-		pollPause()
-	}
-	ws := dial(t, emu, "hc1", relay.DialOptions{})
-	ctx := waitCtx(t, 5*time.Second)
-	ws.Write(ctx, websocket.MessageText, []byte("still here"))
-	if _, data, err := ws.Read(ctx); err != nil || string(data) != "still here" {
-		t.Fatalf("echo: %q %v", data, err)
-	}
+		sc := emu.Credentials("hc1")
+		sc.Host = memHost
+		ws, err := relay.Dial(t.Context(), sc, relay.DialOptions{HTTPClient: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		ws.Write(t.Context(), websocket.MessageText, []byte("still here"))
+		if _, data, err := ws.Read(t.Context()); err != nil || string(data) != "still here" {
+			t.Fatalf("echo: %q %v", data, err)
+		}
+	})
 }
 
 func TestEmulatorTLS(t *testing.T) {
@@ -519,7 +516,7 @@ func TestEmulatorTLS(t *testing.T) {
 	}
 	runListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: echo, HTTPClient: client})
 	ws := dial(t, emu, "hc1", relay.DialOptions{HTTPClient: client})
-	ctx := waitCtx(t, 5*time.Second)
+	ctx := waitCtx(t)
 	ws.Write(ctx, websocket.MessageText, []byte("over tls"))
 	if _, data, err := ws.Read(ctx); err != nil || string(data) != "over tls" {
 		t.Fatalf("echo: %q %v", data, err)
@@ -539,11 +536,11 @@ func TestEmulatorListenerCloseStopsHandlers(t *testing.T) {
 		defer close(handlerDone)
 		<-ctx.Done()
 	}})
-	if err := l.WaitConnected(waitCtx(t, 5*time.Second)); err != nil {
+	if err := l.WaitConnected(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
-	ctx := waitCtx(t, 5*time.Second)
+	ctx := waitCtx(t)
 	readErr := make(chan error, 1)
 	go func() {
 		_, _, err := ws.Read(ctx)
@@ -572,12 +569,7 @@ func TestEmulatorListenerCloseStopsHandlers(t *testing.T) {
 	if err := l.WaitConnected(ctx); !errors.Is(err, relay.ErrClosed) {
 		t.Fatalf("WaitConnected after Close: %v", err)
 	}
-	for emu.ListenerCount("hc1") != 0 {
-		if ctx.Err() != nil {
-			t.Fatal("emulator still lists the listener")
-		}
-		pollPause()
-	}
+	waitFor(t, "the emulator to drop the listener", func() bool { return emu.ListenerCount("hc1") == 0 })
 }
 
 func TestEmulatorDialContextBoundsHandshakeOnly(t *testing.T) {
@@ -591,7 +583,7 @@ func TestEmulatorDialContextBoundsHandshakeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.CloseNow()
-	ctx := waitCtx(t, 5*time.Second)
+	ctx := waitCtx(t)
 	if err := ws.Write(ctx, websocket.MessageText, []byte("after cancel")); err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +601,7 @@ func TestEmulatorConnHandlerPanic(t *testing.T) {
 		}
 	}})
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
-	ctx := waitCtx(t, 5*time.Second)
+	ctx := waitCtx(t)
 	ws.Write(ctx, websocket.MessageText, []byte("panic"))
 	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusInternalError {
 		t.Fatalf("got %v, want close 1011", err)
@@ -640,23 +632,13 @@ func TestEmulatorListenerLogsNoSecrets(t *testing.T) {
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- l.Run(t.Context()) }()
-	ctx := waitCtx(t, 10*time.Second)
+	ctx := waitCtx(t)
 	if err := l.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(buf.String(), "token renewed") {
-		if ctx.Err() != nil {
-			t.Fatal("no renewal logged")
-		}
-		pollPause()
-	}
+	waitFor(t, "a renewal logged", func() bool { return strings.Contains(buf.String(), "token renewed") })
 	emu.DropConnections()
-	for l.Sessions() < 2 || !l.Connected() {
-		if ctx.Err() != nil {
-			t.Fatal("no reconnect")
-		}
-		pollPause()
-	}
+	waitFor(t, "a reconnect", func() bool { return l.Sessions() >= 2 && l.Connected() })
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
 	ws.Write(ctx, websocket.MessageText, []byte("x"))
 	ws.Read(ctx)
