@@ -26,6 +26,8 @@ const (
 	CodeInternal             = "internal"
 	CodeRelayAuth            = "relay_auth"
 	CodeRelayError           = "relay_error"
+	CodeRelayNotFound        = "relay_not_found"
+	CodeRelayUnreachable     = "relay_unreachable"
 	CodeNoListener           = "no_listener"
 	CodeUnavailable          = "unavailable"
 	CodeOverloaded           = "overloaded"
@@ -52,6 +54,8 @@ var codes = map[string]struct {
 	CodeInternal:             {http.StatusInternalServerError, "Internal error"},
 	CodeRelayAuth:            {http.StatusBadGateway, "Relay refused the gateway's credentials"},
 	CodeRelayError:           {http.StatusBadGateway, "Relay error"},
+	CodeRelayNotFound:        {http.StatusBadGateway, "Hybrid connection not found"},
+	CodeRelayUnreachable:     {http.StatusServiceUnavailable, "Relay unreachable"},
 	CodeNoListener:           {http.StatusServiceUnavailable, "No listener connected"},
 	CodeUnavailable:          {http.StatusServiceUnavailable, "No healthy relay connection"},
 	CodeOverloaded:           {http.StatusServiceUnavailable, "Gateway overloaded"},
@@ -117,9 +121,14 @@ func problemFor(err error) *Problem {
 		return &Problem{Code: CodePayloadTooLarge, Detail: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), Err: err}
 	case errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrForbidden):
 		return &Problem{Code: CodeRelayAuth, Detail: "the relay refused the gateway's credentials", Err: err}
-	case errors.Is(err, relay.ErrNotFound):
-		// The pool keeps the relay's 404 in its ErrUnavailable chain.
-		return &Problem{Code: CodeNoListener, Detail: "no listener is connected to the hybrid connection", Err: err}
+	case errors.Is(err, relay.ErrEntityNotFound):
+		return &Problem{Code: CodeRelayNotFound, Detail: "the relay says the hybrid connection does not exist; check the EntityPath of the gateway's connection string", Err: err}
+	case errors.Is(err, relay.ErrNoListener):
+		// The pool keeps the typed cause in its ErrUnavailable chain. Over
+		// WebSockets the relay answers a missing hybrid connection the same way.
+		return &Problem{Code: CodeNoListener, Detail: "no listener is connected to the hybrid connection (if one is, check the EntityPath of the gateway's connection string)", Err: err}
+	case errors.Is(err, relay.ErrUnreachable):
+		return &Problem{Code: CodeRelayUnreachable, Detail: "the relay is unreachable (DNS, connection or TLS failure)", Err: err}
 	case errors.Is(err, relay.ErrMessageTooLarge):
 		return &Problem{Code: CodePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}
 	case errors.Is(err, relay.ErrOverloaded):
@@ -129,8 +138,8 @@ func problemFor(err error) *Problem {
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &Problem{Code: CodeTimeout, Detail: "the relay did not accept the message in time", Err: err}
 	case errors.Is(err, relay.ErrUnavailable), errors.Is(err, relay.ErrConnLost), errors.Is(err, context.Canceled):
-		return &Problem{Code: CodeUnavailable, Detail: "no healthy relay connection; no listener may be connected", Err: err}
-	case errors.Is(err, relay.ErrRelayUnavailable):
+		return &Problem{Code: CodeUnavailable, Detail: "no healthy relay connection; the gateway is reconnecting", Err: err}
+	case errors.Is(err, relay.ErrServerError):
 		return &Problem{Code: CodeRelayError, Detail: "the relay failed", Err: err}
 	}
 	return &Problem{Code: CodeInternal, Detail: "internal error", Err: err}

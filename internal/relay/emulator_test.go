@@ -230,13 +230,13 @@ func TestEmulatorReject(t *testing.T) {
 		reason string
 		want   error
 	}{
-		{"teapot", 418, "I'm a teapot & more", relay.ErrRelayUnavailable},
-		{"default", 400, "Rejected by user code", relay.ErrRelayUnavailable},
-		{"panic", 502, "The listener failed to handle the connection", relay.ErrRelayUnavailable},
+		{"teapot", 418, "I'm a teapot & more", relay.ErrServerError},
+		{"default", 400, "Rejected by user code", relay.ErrServerError},
+		{"panic", 502, "The listener failed to handle the connection", relay.ErrServerError},
 	}
 	for _, tt := range tests {
 		_, err := relay.Dial(waitCtx(t), emu.Credentials("hc1"), relay.DialOptions{Query: url.Values{"mode": {tt.mode}}, Header: http.Header{"X-Who": {"me"}}})
-		var re *relay.RelayError
+		var re *relay.StatusError
 		if !errors.As(err, &re) || re.StatusCode != tt.code || re.Reason != tt.reason || !errors.Is(err, tt.want) {
 			t.Errorf("%s: got %v, want %d %q", tt.mode, err, tt.code, tt.reason)
 		}
@@ -257,9 +257,9 @@ func TestEmulatorNoListener(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t)
 	_, err := relay.Dial(waitCtx(t), emu.Credentials("nobody-home"), relay.DialOptions{})
-	var re *relay.RelayError
-	if !errors.As(err, &re) || !errors.Is(err, relay.ErrNotFound) || !relay.Retryable(err) {
-		t.Fatalf("got %v, want a retryable ErrNotFound", err)
+	var re *relay.StatusError
+	if !errors.As(err, &re) || !errors.Is(err, relay.ErrNoListener) || !relay.Retryable(err) {
+		t.Fatalf("got %v, want a retryable ErrNoListener", err)
 	}
 	if !strings.Contains(re.Reason, "TrackingId:") {
 		t.Errorf("reason phrase %q lacks the tracking id", re.Reason)
@@ -301,7 +301,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			t.Parallel()
 			tok, _, _ := tt.c.Token(time.Now(), 0)
 			_, err := relay.Dial(waitCtx(t), tt.c, tt.o)
-			var re *relay.RelayError
+			var re *relay.StatusError
 			if !errors.As(err, &re) || !errors.Is(err, tt.want) || relay.Retryable(err) {
 				t.Fatalf("got %v, want a non-retryable %v", err, tt.want)
 			}
@@ -355,8 +355,8 @@ func TestEmulatorListenerNotFound(t *testing.T) {
 	_, errc := startListener(t, emu, "missing", relay.ListenerConfig{ConnHandler: echo})
 	select {
 	case err := <-errc:
-		if !errors.Is(err, relay.ErrNotFound) {
-			t.Fatalf("got %v, want ErrNotFound", err)
+		if !errors.Is(err, relay.ErrEntityNotFound) {
+			t.Fatalf("got %v, want ErrEntityNotFound", err)
 		}
 	case <-waitCtx(t).Done():
 		t.Fatal("Run did not return on 404")

@@ -160,7 +160,7 @@ func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
 // Run opens the control channel and keeps it open until ctx is done or
 // Close is called, then returns nil after every accepted connection's
 // ConnHandler and every HTTP request have returned (they see their ctx
-// cancelled). It returns an error wrapping ErrNotFound when the relay
+// cancelled). It returns an error wrapping ErrEntityNotFound when the relay
 // answers 404 (no such entity: not retried), and one wrapping
 // ErrUnauthorized, ErrForbidden or ErrInvalidCredentials when the first
 // attempt is refused for its credentials. Every other failure is retried
@@ -198,7 +198,7 @@ func (l *Listener) Run(ctx context.Context) error {
 				return nil
 			}
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrEntityNotFound):
 				return fmt.Errorf("relay: listen on %q: %w", l.cfg.Credentials.EntityPath, err)
 			case first && (errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrInvalidCredentials)):
 				return fmt.Errorf("relay: listen on %q: %w", l.cfg.Credentials.EntityPath, err)

@@ -56,7 +56,8 @@ type Metrics interface {
 	// never counted.
 	ConnStateChanged(from, to ConnState)
 	// Dialed reports the result of one dial: "ok", or the failure reason
-	// "unauthorized", "forbidden", "not_found" (no listener), "timeout",
+	// "unauthorized", "forbidden", "not_found" (no listener), "no_entity"
+	// (no such hybrid connection), "timeout",
 	// "relay_error" (5xx or other status), "network" or "canceled".
 	Dialed(result string)
 	// ConnClosed reports a connection that the relay or the network ended:

@@ -1,0 +1,4 @@
+package relay
+
+// FromListener exposes fromListener to the tests.
+var FromListener = fromListener
