@@ -680,7 +680,9 @@ func TestRelayRequester(t *testing.T) {
 		}
 	}
 	fail := func(err error) doerFunc {
-		return func(context.Context, string, string, url.Values, http.Header, io.Reader) (*http.Response, error) { return nil, err }
+		return func(context.Context, string, string, url.Values, http.Header, io.Reader) (*http.Response, error) {
+			return nil, err
+		}
 	}
 	tests := []struct {
 		name    string
