@@ -75,8 +75,8 @@ type ListenerConfig struct {
 	// DefaultPingInterval. A ping unanswered within the interval drops the
 	// control channel.
 	PingInterval time.Duration
-	// Backoff is the reconnect schedule; nil means DefaultBackoff. Delays
-	// are jittered by ±20%.
+	// Backoff is the reconnect schedule; nil means Microsoft clients' (0,
+	// 1, 2, 5, 10 s, then every 30 s). Delays are jittered by ±20%.
 	Backoff []time.Duration
 	// HTTPClient carries the TLS configuration for wss:// (a custom CA);
 	// nil means http.DefaultClient.
@@ -240,13 +240,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// Connected reports whether the control channel is open.
-func (l *Listener) Connected() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.connected
 }
 
 // WaitConnected blocks until the control channel is open, ctx is done

@@ -75,21 +75,21 @@ type Metrics interface {
 	Rejected(reason string)
 }
 
-// NopMetrics is a Metrics that discards everything; NewPool uses it when
+// nopMetrics is a Metrics that discards everything; NewPool uses it when
 // given nil.
-type NopMetrics struct{}
+type nopMetrics struct{}
 
 // ConnStateChanged does nothing.
-func (NopMetrics) ConnStateChanged(from, to ConnState) {}
+func (nopMetrics) ConnStateChanged(from, to ConnState) {}
 
 // Dialed does nothing.
-func (NopMetrics) Dialed(result string) {}
+func (nopMetrics) Dialed(result string) {}
 
 // ConnClosed does nothing.
-func (NopMetrics) ConnClosed(code int) {}
+func (nopMetrics) ConnClosed(code int) {}
 
 // MessageSent does nothing.
-func (NopMetrics) MessageSent(bytes int) {}
+func (nopMetrics) MessageSent(bytes int) {}
 
 // Rejected does nothing.
-func (NopMetrics) Rejected(reason string) {}
+func (nopMetrics) Rejected(reason string) {}

@@ -202,7 +202,7 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if m == nil {
-		m = NopMetrics{}
+		m = nopMetrics{}
 	}
 	p := &Pool{
 		cfg:      cfg,
