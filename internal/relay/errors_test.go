@@ -110,7 +110,7 @@ func TestDialTypedErrors(t *testing.T) {
 		_, err := relay.Dial(waitCtx(t), tt.creds, relay.DialOptions{})
 		assertOneSentinel(t, tt.name, err, tt.want)
 	}
-	l, err := relay.NewListener(relay.ListenerConfig{Credentials: emu.ListenerCredentials("nosuch"), ConnHandler: echo}, testLog(t))
+	l, err := relay.NewListener(relay.ListenerConfig{Credentials: emu.ListenerCredentials("nosuch"), ConnHandler: echo}, testLogger(t, "listener"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,11 @@ package relay_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // waitLimit bounds every wait for an event in this package's tests. It is
@@ -31,4 +34,11 @@ func waitCtx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// testLogger logs at debug level to the test's output (and keeps it, see
+// testlog.New), tagged with component.
+func testLogger(tb testing.TB, component string) *slog.Logger {
+	log, _ := testlog.New(tb)
+	return log.With("component", component)
 }

@@ -106,7 +106,7 @@ func TestListenerControlChannel(t *testing.T) {
 			w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
 			w.Write([]byte(strings.ToUpper(string(b)) + " " + r.URL.RawQuery))
 		}),
-	}, testLog(t))
+	}, testLogger(t, "listener"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestListenerRenewsTokenAndPings(t *testing.T) {
 		}, &pings))
 		creds := relay.Credentials{Host: memHost, EntityPath: "hc1", KeyName: "listen", Key: testKey, Insecure: true}
 		l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, TokenTTL: 3 * time.Second, RenewBefore: 2 * time.Second,
-			PingInterval: 50 * time.Millisecond, ConnHandler: echo, HTTPClient: client}, testLog(t))
+			PingInterval: 50 * time.Millisecond, ConnHandler: echo, HTTPClient: client}, testLogger(t, "listener"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestListenerRetriesAfterFirstSuccess(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	creds := credsFor(t, srv.URL)
-	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, ConnHandler: echo, Backoff: []time.Duration{0, time.Millisecond}}, testLog(t))
+	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, ConnHandler: echo, Backoff: []time.Duration{0, time.Millisecond}}, testLogger(t, "listener"))
 	if err != nil {
 		t.Fatal(err)
 	}
