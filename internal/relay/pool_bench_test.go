@@ -30,7 +30,6 @@ type poolSink struct {
 	conns      atomic.Int64
 	stall      atomic.Bool // when set, new reads block until the sink stops
 	stallFirst atomic.Bool // when set, the first connection never reads
-	smallBufs  bool        // set before start: 64 KiB receive buffers, so a stalled connection fills up fast
 }
 
 func startPoolSink(tb testing.TB, opts ...func(*poolSink)) *poolSink {
@@ -39,13 +38,9 @@ func startPoolSink(tb testing.TB, opts ...func(*poolSink)) *poolSink {
 	for _, o := range opts {
 		o(s)
 	}
-	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
-	}
-	if s.smallBufs {
-		ln = smallBufListener{ln}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
@@ -211,15 +206,4 @@ func BenchmarkPoolSendEmulator(b *testing.B) {
 			}
 		}
 	})
-}
-
-// smallBufListener shrinks each accepted connection's receive buffer.
-type smallBufListener struct{ net.Listener }
-
-func (l smallBufListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetReadBuffer(64 << 10)
-	}
-	return c, err
 }
