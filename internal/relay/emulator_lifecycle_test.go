@@ -104,9 +104,10 @@ func TestEmulatorRenewTokenKeepsControlChannel(t *testing.T) {
 func TestEmulatorListenerCloseStopsHandlers(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t)
-	handlerDone := make(chan struct{})
+	handlerStarted, handlerDone := make(chan struct{}), make(chan struct{})
 	l, errc := startListener(t, emu, "hc1", relay.ListenerConfig{ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
 		defer close(handlerDone)
+		close(handlerStarted)
 		<-ctx.Done()
 	}})
 	if err := l.WaitConnected(waitCtx(t)); err != nil {
@@ -114,6 +115,13 @@ func TestEmulatorListenerCloseStopsHandlers(t *testing.T) {
 	}
 	ws := dial(t, emu, "hc1", relay.DialOptions{})
 	ctx := waitCtx(t)
+	// The sender's dial can return before the listener's side of the
+	// rendezvous has: a Close then would (rightly) skip the handler.
+	select {
+	case <-handlerStarted:
+	case <-ctx.Done():
+		t.Fatal("the connection handler did not start")
+	}
 	readErr := make(chan error, 1)
 	go func() {
 		_, _, err := ws.Read(ctx)
