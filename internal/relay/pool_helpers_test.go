@@ -41,21 +41,14 @@ type poolListener struct {
 // gate is closed (a stalled receiver).
 func startPoolListener(tb testing.TB, emu *emulator.Server, entity string, gate <-chan struct{}) *poolListener {
 	tb.Helper()
+	pl := &poolListener{got: make(chan poolRecv, 20000), closes: make(chan int, 1000)}
 	// Without keep-alives, a rendezvous dial cancelled by stop cannot
 	// leave an unused connection that holds up the emulator's Close.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
-	return startPoolListenerOn(tb, emu.ListenerCredentials(entity), &http.Client{Transport: tr}, gate)
-}
-
-// startPoolListenerOn is startPoolListener with the listener's credentials
-// and client given (an in-memory network's, in a synctest bubble).
-func startPoolListenerOn(tb testing.TB, creds relay.Credentials, client *http.Client, gate <-chan struct{}) *poolListener {
-	tb.Helper()
-	pl := &poolListener{got: make(chan poolRecv, 20000), closes: make(chan int, 1000)}
 	l, err := relay.NewListener(relay.ListenerConfig{
-		Credentials: creds,
-		HTTPClient:  client,
+		Credentials: emu.ListenerCredentials(entity),
+		HTTPClient:  &http.Client{Transport: tr},
 		Backoff:     []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond},
 		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
 			pl.conns.Add(1)
@@ -99,7 +92,9 @@ func startPoolListenerOn(tb testing.TB, creds relay.Credentials, client *http.Cl
 		})
 	}
 	tb.Cleanup(pl.stop)
-	if err := l.WaitConnected(waitCtx(tb)); err != nil {
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := l.WaitConnected(wctx); err != nil {
 		tb.Fatalf("listener did not connect: %v", err)
 	}
 	return pl
