@@ -160,7 +160,11 @@ func TestListenerRenewsTokenAndPings(t *testing.T) {
 				return
 			}
 			renewed <- tk2
-			ws.Read(ctx)
+			for { // later renewals and pings, until the listener closes
+				if _, _, err := ws.Read(ctx); err != nil {
+					return
+				}
+			}
 		}, &pings))
 		creds := relay.Credentials{Host: memHost, EntityPath: "hc1", KeyName: "listen", Key: testKey, Insecure: true}
 		l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, TokenTTL: 3 * time.Second, RenewBefore: 2 * time.Second,
