@@ -185,9 +185,11 @@ func newTestPoolLog(tb testing.TB, creds relay.Credentials, mod func(*relay.Pool
 	cfg := relay.PoolConfig{
 		Credentials:  creds,
 		Size:         2,
-		WriteTimeout: 2 * time.Second,
-		DialTimeout:  2 * time.Second,
-		PingInterval: 200 * time.Millisecond,
+		// Generous: a loaded machine under -race must not time out a
+		// healthy write, dial or pong. Tests of those timeouts set their own.
+		WriteTimeout: 30 * time.Second,
+		DialTimeout:  30 * time.Second,
+		PingInterval: 5 * time.Second,
 		Backoff:      []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond},
 	}
 	if mod != nil {
