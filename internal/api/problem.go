@@ -26,6 +26,8 @@ const (
 	codeInternal             = "internal"
 	codeRelayAuth            = "relay_auth"
 	codeRelayError           = "relay_error"
+	codeRelayNotFound        = "relay_not_found"
+	codeRelayUnreachable     = "relay_unreachable"
 	codeNoListener           = "no_listener"
 	codeUnavailable          = "unavailable"
 	codeOverloaded           = "overloaded"
@@ -57,6 +59,8 @@ var codes = map[string]struct {
 	codeInternal:             {http.StatusInternalServerError, "Internal error"},
 	codeRelayAuth:            {http.StatusBadGateway, "Relay refused the gateway's credentials"},
 	codeRelayError:           {http.StatusBadGateway, "Relay error"},
+	codeRelayNotFound:        {http.StatusBadGateway, "Hybrid connection not found"},
+	codeRelayUnreachable:     {http.StatusServiceUnavailable, "Relay unreachable"},
 	codeNoListener:           {http.StatusServiceUnavailable, "No listener connected"},
 	codeUnavailable:          {http.StatusServiceUnavailable, "No healthy relay connection"},
 	codeOverloaded:           {http.StatusServiceUnavailable, "Gateway overloaded"},
@@ -126,9 +130,14 @@ func problemFor(err error) *problem {
 		return &problem{Code: codePayloadTooLarge, Detail: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), Err: err}
 	case errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrForbidden):
 		return &problem{Code: codeRelayAuth, Detail: "the relay refused the gateway's credentials", Err: err}
-	case errors.Is(err, relay.ErrNotFound):
-		// The pool keeps the relay's 404 in its ErrUnavailable chain.
-		return &problem{Code: codeNoListener, Detail: "no listener is connected to the hybrid connection", Err: err}
+	case errors.Is(err, relay.ErrEntityNotFound):
+		return &problem{Code: codeRelayNotFound, Detail: "the relay says the hybrid connection does not exist; check the EntityPath of the gateway's connection string", Err: err}
+	case errors.Is(err, relay.ErrNoListener):
+		// The pool keeps the typed cause in its ErrUnavailable chain. Over
+		// WebSockets the relay answers a missing hybrid connection the same way.
+		return &problem{Code: codeNoListener, Detail: "no listener is connected to the hybrid connection (if one is, check the EntityPath of the gateway's connection string)", Err: err}
+	case errors.Is(err, relay.ErrUnreachable):
+		return &problem{Code: codeRelayUnreachable, Detail: "the relay is unreachable (DNS, connection or TLS failure)", Err: err}
 	case errors.Is(err, relay.ErrMessageTooLarge):
 		return &problem{Code: codePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}
 	case errors.Is(err, relay.ErrOverloaded):
@@ -138,8 +147,8 @@ func problemFor(err error) *problem {
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &problem{Code: codeTimeout, Detail: "the relay did not accept the message in time", Err: err}
 	case errors.Is(err, relay.ErrUnavailable), errors.Is(err, relay.ErrConnLost), errors.Is(err, context.Canceled):
-		return &problem{Code: codeUnavailable, Detail: "no healthy relay connection; no listener may be connected", Err: err}
-	case errors.Is(err, relay.ErrRelayUnavailable):
+		return &problem{Code: codeUnavailable, Detail: "no healthy relay connection; the gateway is reconnecting", Err: err}
+	case errors.Is(err, relay.ErrServerError):
 		return &problem{Code: codeRelayError, Detail: "the relay failed", Err: err}
 	}
 	return &problem{Code: codeInternal, Detail: "internal error", Err: err}

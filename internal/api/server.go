@@ -46,7 +46,7 @@ type ListenerResponse struct {
 // Requester delivers one request to the listener through the relay's HTTP
 // request mode. It returns a ListenerResponse only for an answer that came
 // from the listener (whatever its status); errors of the relay itself wrap
-// relay's sentinels (relay.ErrNotFound for "no listener", ErrTimeout, ...).
+// relay's sentinels (relay.ErrNoListener for "no listener", ErrTimeout, ...).
 // Implementations must be safe for concurrent use.
 type Requester interface {
 	Request(ctx context.Context, req ListenerRequest) (*ListenerResponse, error)
