@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -42,10 +41,11 @@ func (s *Server) traceRequests(next http.Handler) http.Handler {
 		ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 			attribute.String("http.request.method", r.Method),
 			attribute.String("url.path", r.URL.Path),
-			attribute.String("relaygate.request_id", requestIDFrom(ctx)),
+			attribute.String("relaygate.request_id", requestIDOf(w)),
 		))
 		defer span.End()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		ww := getStatusWriter(w)
+		defer ww.release()
 		next.ServeHTTP(ww, r.WithContext(ctx))
 		status := ww.Status()
 		if status == 0 {

@@ -135,6 +135,7 @@ func replicaEnv(t *testing.T, bin string, c relay.Credentials) map[string]string
 		"GATEWAY_POOL_SIZE":        "2",
 		"GATEWAY_SHUTDOWN_TIMEOUT": "10s",
 		"GATEWAY_DIAL_TIMEOUT":     "5s",
+		"GATEWAY_ADMIN_ADDR":       "127.0.0.1:0", // three replicas: not the default 9090
 	}
 	usage, err := exec.Command(bin, "-h").CombinedOutput()
 	if err != nil {
