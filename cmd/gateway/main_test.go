@@ -5,7 +5,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -49,28 +48,12 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	var out testlog.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, &out) }()
-	eventually(t, 10e9, "the banner", func() bool { return strings.Contains(out.String(), "LOCAL MODE") })
+	testlog.WaitFor(t, "the banner", func() bool { return strings.Contains(out.String(), "LOCAL MODE") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if !strings.Contains(out.String(), `msg=stopped`) {
 		t.Errorf("no clean stop in the log:\n%s", out.String())
-	}
-}
-
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
 	}
 }

@@ -54,9 +54,8 @@ func testConfig() config.Gateway {
 // newE2E starts the emulator, with its config changed by opts.
 func newE2E(t *testing.T, opts ...func(*emulator.Config)) *e2e {
 	t.Helper()
-	logs := testlog.Tee(t)
-	e := &e2e{t: t, logs: logs, recv: make(chan frame, 1024)}
-	e.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log, logs := testlog.New(t)
+	e := &e2e{t: t, log: log, logs: logs, recv: make(chan frame, 1024)}
 	cfg := emulator.Config{Addr: "127.0.0.1:0", Rules: []emulator.Rule{emulator.DevRule()}, AutoCreate: true}
 	for _, o := range opts {
 		o(&cfg)
@@ -149,22 +148,6 @@ func (e *e2e) waitReady() {
 	defer cancel()
 	if err := e.gw.pool.WaitReady(ctx); err != nil {
 		e.t.Fatalf("pool not ready: %v", err)
-	}
-}
-
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestEmulatorReject(t *testing.T) {
@@ -117,7 +118,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			if !errors.As(err, &re) || !errors.Is(err, tt.want) || relay.Retryable(err) {
 				t.Fatalf("got %v, want a non-retryable %v", err, tt.want)
 			}
-			for _, secret := range []string{tt.c.Key, sigOf2(tok)} {
+			for _, secret := range []string{tt.c.Key, testlog.Signature(tok)} {
 				if secret != "" && strings.Contains(err.Error(), secret) {
 					t.Fatalf("error leaks a secret: %v", err)
 				}
@@ -152,13 +153,6 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			t.Fatal("Run did not return")
 		}
 	})
-}
-
-func sigOf2(tok string) string {
-	if tok == "" {
-		return ""
-	}
-	return sigOf(tok)
 }
 
 func TestEmulatorListenerNotFound(t *testing.T) {

@@ -4,7 +4,6 @@ package emulatortest
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -29,7 +28,7 @@ func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(testlog.Output(tb), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "emulator")
+	log := testlog.Logger(tb).With("component", "emulator")
 	s, err := emulator.New(cfg, log, nil)
 	if err != nil {
 		tb.Fatalf("emulatortest: new: %v", err)
