@@ -21,15 +21,7 @@ func TestLoadGatewayEntra(t *testing.T) {
 			"GATEWAY_MANAGED_IDENTITY_CLIENT_ID": "00000000-0000-0000-0000-000000000001"}, "127.0.0.1:9090", "hc", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			testlog.Setenv(t, tt.env, GatewayPrefix)
-			c, err := LoadGateway(nil, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cr, err := c.Credentials()
-			if err != nil || c.Local() {
-				t.Fatalf("credentials: %v (local %v)", err, c.Local())
-			}
+			cr := loadCredentials(t, tt.env)
 			if cr.Host != tt.host || cr.EntityPath != tt.entity || cr.Insecure != tt.insecure || cr.TokenSource == nil || cr.Key != "" {
 				t.Errorf("got %v", cr)
 			}

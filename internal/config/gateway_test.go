@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/relay"
 	"github.com/relaygate/relaygate/internal/testlog"
 )
 
@@ -24,6 +25,23 @@ func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
 		c.TokenMaxTTL != 24*time.Hour || c.ShutdownTimeout != 15*time.Second || c.LogFormat != "text" {
 		t.Fatalf("defaults: %+v", c)
 	}
+}
+
+// loadCredentials loads the gateway configuration from env alone and
+// returns its relay credentials, failing the test on an error or in local
+// mode.
+func loadCredentials(t *testing.T, env map[string]string) relay.Credentials {
+	t.Helper()
+	testlog.Setenv(t, env, GatewayPrefix)
+	c, err := LoadGateway(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := c.Credentials()
+	if err != nil || c.Local() {
+		t.Fatalf("credentials: %v (local %v)", err, c.Local())
+	}
+	return cr
 }
 
 func TestLoadGatewaySources(t *testing.T) {
@@ -44,15 +62,7 @@ func TestLoadGatewaySources(t *testing.T) {
 			"GATEWAY_ADDR": "0.0.0.0:8080", "GATEWAY_API_KEYS": "0123456789abcdef,fedcba9876543210", "GATEWAY_CORS_ORIGINS": "https://a.example,http://localhost:3000"}, "127.0.0.1:9090", "hc", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			testlog.Setenv(t, tt.env, GatewayPrefix)
-			c, err := LoadGateway(nil, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cr, err := c.Credentials()
-			if err != nil || c.Local() {
-				t.Fatalf("credentials: %v (local %v)", err, c.Local())
-			}
+			cr := loadCredentials(t, tt.env)
 			if cr.Host != tt.host || cr.EntityPath != tt.entity || cr.Insecure != tt.insecure || cr.Key != testSecret {
 				t.Errorf("got %v", cr)
 			}

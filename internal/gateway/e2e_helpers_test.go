@@ -15,6 +15,7 @@ import (
 	"github.com/relaygate/relaygate/internal/api/apitest"
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
+	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -56,23 +57,7 @@ func newE2E(t *testing.T, opts ...func(*emulator.Config)) *e2e {
 	t.Helper()
 	log, logs := testlog.New(t)
 	e := &e2e{t: t, log: log, logs: logs, recv: make(chan frame, 1024)}
-	cfg := emulator.Config{Addr: "127.0.0.1:0", Rules: []emulator.Rule{emulator.DevRule()}, AutoCreate: true}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	emu, err := emulator.New(cfg, e.log.With("component", "emulator"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		emu.Close(ctx)
-	})
-	e.emu = emu
+	e.emu = emulatortest.StartLogged(t, e.log.With("component", "emulator"), opts...)
 	e.client = apitest.Load(t).Client(t)
 	return e
 }

@@ -23,23 +23,7 @@ import (
 func TestGatewayTokenPlacementAuto(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	emu, err := emulator.New(emulator.Config{
-		Addr:           "127.0.0.1:0",
-		Rules:          []emulator.Rule{{Name: emulatortest.KeyName, Key: emulatortest.RandomKey(), Rights: emulator.RightManage}},
-		AutoCreate:     true,
-		QueryTokenOnly: true,
-	}, e.log.With("component", "query-only-emulator"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		emu.Close(ctx)
-	})
+	emu := emulatortest.StartLogged(t, e.log.With("component", "query-only-emulator"), func(c *emulator.Config) { c.QueryTokenOnly = true })
 	e.emu = emu
 
 	l, err := relay.NewListener(relay.ListenerConfig{
