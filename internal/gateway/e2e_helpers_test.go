@@ -87,10 +87,17 @@ func (e *e2e) startGateway(mod func(*config.Gateway)) {
 // to e.recv and serves HTTP request mode with h. It returns a stop func.
 func (e *e2e) startListener(h http.Handler) (stop func()) {
 	e.t.Helper()
+	return e.startListenerWith(h, nil)
+}
+
+// startListenerWith is startListener with the listener's config changed by
+// mod (if not nil).
+func (e *e2e) startListenerWith(h http.Handler, mod func(*relay.ListenerConfig)) (stop func()) {
+	e.t.Helper()
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
 	}
-	l, err := relay.NewListener(relay.ListenerConfig{
+	cfg := relay.ListenerConfig{
 		Credentials: e.emu.ListenerCredentials(entity),
 		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
 			for {
@@ -105,7 +112,11 @@ func (e *e2e) startListener(h http.Handler) (stop func()) {
 		HTTPClient:  e.listenerClient,
 		ReadLimit:   2 << 20,
 		Backoff:     []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond},
-	}, e.log.With("component", "test-listener"))
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	l, err := relay.NewListener(cfg, e.log.With("component", "test-listener"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
