@@ -22,9 +22,9 @@ func TestRunHelpListsEveryVariable(t *testing.T) {
 }
 
 func TestRunRejectsInvalidConfig(t *testing.T) {
-	t.Setenv("GATEWAY_ADDR", "0.0.0.0:0")
-	t.Setenv("GATEWAY_POOL_SIZE", "0")
-	t.Setenv("GATEWAY_KEY", "c2VjcmV0LXNob3VsZC1ub3QtbGVhaw==")
+	testlog.Setenv(t, map[string]string{
+		"GATEWAY_ADDR": "0.0.0.0:0", "GATEWAY_POOL_SIZE": "0", "GATEWAY_KEY": "c2VjcmV0LXNob3VsZC1ub3QtbGVhaw==",
+	}, "GATEWAY")
 	var out bytes.Buffer
 	err := run(context.Background(), nil, &out)
 	if err == nil {
@@ -41,9 +41,10 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 }
 
 func TestRunServesUntilCancelled(t *testing.T) {
-	t.Setenv("GATEWAY_ADDR", "127.0.0.1:0")
-	t.Setenv("GATEWAY_SHUTDOWN_TIMEOUT", "5s")
-	t.Setenv("GATEWAY_ADMIN_ADDR", "127.0.0.1:0") // not the default 9090: other processes may hold it
+	testlog.Setenv(t, map[string]string{
+		"GATEWAY_ADDR": "127.0.0.1:0", "GATEWAY_SHUTDOWN_TIMEOUT": "5s",
+		"GATEWAY_ADMIN_ADDR": "127.0.0.1:0", // not the default 9090: other processes may hold it
+	}, "GATEWAY")
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testlog.Buffer
 	done := make(chan error, 1)
