@@ -17,6 +17,7 @@ import (
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/forward"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // Trace context of the caller in the tracing tests.
@@ -115,7 +116,7 @@ func (tr *traced) next() received {
 // span ends after its forward returns) and returns them.
 func (tr *traced) twoSpans(listenerSpan string) (gw, ln tracetest.SpanStub) {
 	tr.t.Helper()
-	eventually(tr.t, 10*time.Second, "two spans", func() bool { return len(tr.spans.GetSpans()) >= 2 })
+	testlog.WaitFor(tr.t, "two spans", func() bool { return len(tr.spans.GetSpans()) >= 2 })
 	for _, s := range tr.spans.GetSpans() {
 		switch s.Name {
 		case "POST /messages":
