@@ -141,6 +141,11 @@ func (g *Gateway) newPool() (*relay.Pool, error) {
 		TokenTTL:        cfg.TokenTTL,
 		RenewBefore:     min(5*time.Minute, cfg.TokenTTL/2),
 		MaxMessageBytes: cfg.MaxBodyBytes + 64<<10, // the JSON envelope adds at most a few hundred bytes
+		StallCloseAfter: cfg.StallCloseAfter,
+		MaxUnsentBytes:  cfg.MaxUnsentBytes,
+		MaxQueuedBytes:  cfg.MaxQueuedBytes,
+		MaxConnAge:      cfg.MaxConnAge,
+		RetryWait:       cfg.SendTimeout, // a request waits for a listener as long as it may
 		HTTPClient:      g.client,
 		TokenPlacement:  relay.TokenPlacement(cfg.TokenPlacement),
 	}, g.log.With("component", "pool"), g.metrics)

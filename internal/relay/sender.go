@@ -231,7 +231,8 @@ func Retryable(err error) bool {
 		return s != ErrUnauthorized && s != ErrForbidden
 	}
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrClosed):
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrClosed),
+		errors.Is(err, ErrPartialWrite):
 		return false
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed),
