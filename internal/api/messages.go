@@ -76,9 +76,6 @@ const (
 // (delivery=send, 202) or delivers it as an HTTP request to the listener
 // and returns the listener's answer (delivery=request, 200).
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
-	if s.isDraining() {
-		return newProblem(codeDraining, "the gateway is shutting down")
-	}
 	delivery, err := deliveryMode(r, s.cfg.RequestOnly)
 	if err != nil {
 		return err

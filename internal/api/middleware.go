@@ -43,6 +43,10 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = uuid.NewString()
 		}
 		w.Header().Set("X-Request-Id", id)
+		if s.isDraining() {
+			// net/http closes the connection after this response.
+			w.Header().Set("Connection", "close")
+		}
 		next.ServeHTTP(w, r.WithContext(withRequestID(r.Context(), id)))
 	})
 }

@@ -166,9 +166,11 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 	return s
 }
 
-// Drain marks the server as shutting down: /readyz answers 503 and new
-// POST /messages and GET /token requests get 503 "draining". Requests
-// already past that check finish normally. Drain is idempotent.
+// Drain marks the server as shutting down: /readyz answers 503 at once
+// (so load balancers stop routing to it), while every other request is
+// still served normally, its response carrying "Connection: close" so
+// that clients move their keep-alive connections elsewhere before the
+// listening socket closes. Drain is idempotent.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // isDraining reports whether Drain was called.

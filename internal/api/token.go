@@ -20,9 +20,6 @@ type tokenResponse struct {
 // handleToken handles "GET /token?ttl=SECONDS": a sender token for the
 // configured hybrid connection and a ready wss:// URL. Never the key.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
-	if s.isDraining() {
-		return newProblem(codeDraining, "the gateway is shutting down")
-	}
 	ttl := s.cfg.TokenTTL
 	if q := r.URL.Query(); q.Has("ttl") {
 		n, err := strconv.ParseInt(q.Get("ttl"), 10, 64)

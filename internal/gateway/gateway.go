@@ -233,9 +233,30 @@ relaygate gateway: LOCAL MODE (no relay credentials configured)
 `, g.emu.Addr(), LocalEntity, base, base, base, auth, base)
 }
 
-// Shutdown drains: readyz goes 503 and new requests are refused, in-flight
-// requests finish, then the pool (and local emulator and listener) close,
-// all within ctx.
+// Drain is the first step of a graceful stop (Kubernetes sends SIGTERM
+// while its load balancer still routes traffic for a few seconds): /readyz
+// answers 503 at once, and requests are served normally, each response
+// closing its keep-alive connection, for GATEWAY_DRAIN_DELAY or until ctx
+// ends. Call Shutdown after it.
+func (g *Gateway) Drain(ctx context.Context) {
+	g.api.Drain()
+	if g.cfg.DrainDelay <= 0 {
+		return
+	}
+	g.log.Info("draining: /readyz answers 503; serving until the listening socket closes", "delay", g.cfg.DrainDelay)
+	t := time.NewTimer(g.cfg.DrainDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Shutdown stops: /readyz goes 503 (if Drain did not already), the
+// listening socket and idle keep-alive connections close, busy ones close
+// after their current response, in-flight requests finish, then the pool
+// closes with 1000 (and local emulator and listener close), all within
+// ctx.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.api.Drain()
 	err := g.srv.Shutdown(ctx)
