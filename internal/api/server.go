@@ -80,6 +80,12 @@ type Config struct {
 	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// MaxInflightBytes bounds the request-body bytes (Content-Length, or
+	// MaxBodyBytes when unknown) of the POST /messages sends being handled
+	// at once: above it a send gets 503 overloaded with Retry-After before
+	// its body is read. With the pool's queue caps it keeps the latency of
+	// accepted requests bounded under overload. 0: no bound.
+	MaxInflightBytes int64
 	// RequestOnly makes HTTP request mode the default of POST /messages
 	// and refuses ?delivery=send with 400 (GATEWAY_MODE=request, for
 	// listeners that serve no WebSockets; see RequestOnly).
@@ -136,6 +142,7 @@ type Server struct {
 	anyOrigin bool
 
 	draining atomic.Bool
+	inflight atomic.Int64 // body bytes of sends being handled (MaxInflightBytes)
 }
 
 // New returns a Server. rq may be nil, in which case ?delivery=request

@@ -108,17 +108,18 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		g.relayer = g.pool
 	}
 	g.api = api.New(api.Config{
-		Credentials:     g.creds,
-		MaxBodyBytes:    cfg.MaxBodyBytes,
-		SendTimeout:     cfg.SendTimeout,
-		DeliveryTimeout: cfg.DeliveryTimeout,
-		RetryAfter:      cfg.RetryAfter,
-		TokenMaxTTL:     cfg.TokenMaxTTL,
-		APIKeys:         cfg.APIKeys,
-		CORSOrigins:     cfg.CORSOrigins,
-		MetricsHandler:  g.metrics.Handler(),
-		Console:         g.consoleHandlers(),
-		RequestOnly:     g.reqOnly != nil,
+		Credentials:      g.creds,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		SendTimeout:      cfg.SendTimeout,
+		DeliveryTimeout:  cfg.DeliveryTimeout,
+		RetryAfter:       cfg.RetryAfter,
+		TokenMaxTTL:      cfg.TokenMaxTTL,
+		APIKeys:          cfg.APIKeys,
+		CORSOrigins:      cfg.CORSOrigins,
+		MetricsHandler:   g.metrics.Handler(),
+		Console:          g.consoleHandlers(),
+		RequestOnly:      g.reqOnly != nil,
+		MaxInflightBytes: cfg.MaxInflightBytes,
 	}, g.relayer, g.requester(requester), log.With("component", "api"), g.metrics)
 	g.srv = g.api.HTTPServer(g.api.Handler())
 	// Shutdown does not interrupt handlers: end the console's streams, and
