@@ -416,10 +416,10 @@ func (l *load) count() int {
 
 // outcome compares the load's results with what the listeners printed.
 type outcome struct {
-	requests, accepted, noResponse int
-	overloaded, unavailable, unknown        int
-	lost, duplicates                        int
-	p99                                     time.Duration
+	requests, accepted, noResponse   int
+	overloaded, unavailable, unknown int
+	lost, duplicates                 int
+	p99                              time.Duration
 }
 
 func evaluate(rs []result, rec *received) (o outcome, accepted []string) {
