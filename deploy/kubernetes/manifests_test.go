@@ -51,7 +51,7 @@ const (
 )
 
 // pendingGatewayVars are GATEWAY_* variables that parallel work adds to
-// config.Gateway (issue 11's drain, the admin listener, the connection cap),
+// config.Gateway (issue 11's drain),
 // with their announced defaults. Variables config.Gateway already has are
 // read from it by reflection; once these land there, this list is unused
 // (the test logs it) and can go.

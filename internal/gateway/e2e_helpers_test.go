@@ -55,7 +55,7 @@ func testConfig() config.Gateway {
 func newE2E(t *testing.T, opts ...func(*emulator.Config)) *e2e {
 	t.Helper()
 	logs := testlog.Tee(t)
-	e := &e2e{t: t, logs: logs, recv: make(chan frame, 1024)}
+	e := &e2e{t: t, logs: logs, recv: make(chan frame, 8192)}
 	e.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := emulator.Config{Addr: "127.0.0.1:0", Rules: []emulator.Rule{emulator.DevRule()}, AutoCreate: true}
 	for _, o := range opts {
