@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -22,9 +23,13 @@ const (
 	recoveryBound = 10 * time.Second
 )
 
-// pick returns the -short value in short mode, else the full one.
+// fullRun reports whether the full scenarios run: FAULTS_FULL=1 and not
+// -short. Otherwise (go test ./..., CI) the shortened ones do.
+func fullRun() bool { return os.Getenv("FAULTS_FULL") == "1" && !testing.Short() }
+
+// pick returns the shortened value, or the full one in a full run.
 func pick[T any](s, full T) T {
-	if testing.Short() {
+	if !fullRun() {
 		return s
 	}
 	return full
@@ -51,7 +56,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // setup starts the emulator, n listeners and the gateway (through via, if
 // set, instead of the emulator's address).
 func setup(t *testing.T, listeners int, env ...string) (*relayEmu, *received, []*listenerProc, *gatewayProc) {
-	short = testing.Short()
+	short = !fullRun()
 	emu := startEmu(t)
 	rec := newReceived()
 	var ls []*listenerProc
@@ -228,7 +233,7 @@ func TestListenerStalled(t *testing.T) {
 }
 
 func TestRelayConnectionsReset(t *testing.T) {
-	short = testing.Short()
+	short = !fullRun()
 	emu := startEmu(t)
 	rec := newReceived()
 	l := startListener(t, "L1", emu.connString(emu.addr), rec)
