@@ -105,13 +105,13 @@ type conn struct {
 	retireReason string
 
 	// Owned by the writer goroutine.
-	batch    []*outMsg
-	ends     []int // corked bytes after each batch message
-	frames   [lossRing]uint64
-	nframes  uint64 // frames written; frames[i%lossRing] is the tap offset after frame i
-	pollT    *time.Timer
-	bound    int    // unacknowledged bytes at the last SIOCOUTQ reading
-	boundAt  uint64 // tap.written at that reading
+	batch   []*outMsg
+	ends    []int // corked bytes after each batch message
+	frames  [lossRing]uint64
+	nframes uint64 // frames written; frames[i%lossRing] is the tap offset after frame i
+	pollT   *time.Timer
+	bound   int    // unacknowledged bytes at the last SIOCOUTQ reading
+	boundAt uint64 // tap.written at that reading
 
 	// Accessed atomically.
 	down     atomic.Bool  // no longer takes messages; Send skips it
