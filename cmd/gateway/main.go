@@ -15,12 +15,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/logging"
+	"github.com/relaygate/relaygate/internal/memlimit"
+	"github.com/relaygate/relaygate/internal/tracing"
 )
 
 func main() {
@@ -51,10 +53,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	log = slog.New(logging.NewLevelFlusher(log.Handler(), bw, slog.LevelWarn))
-	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
+	mem, err := memlimit.Decide(memlimit.Input{GOMEMLIMIT: os.Getenv("GOMEMLIMIT"),
+		Configured: cfg.MemoryLimit, ConfiguredSet: cfg.MemoryLimitSet(), Default: config.GatewayDefaults().MemoryLimit})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
-	g, err := gateway.New(cfg, log)
+	memlimit.Apply(mem, log)
+	tp, err := tracing.New(ctx, "relaygate-gateway", os.Getenv)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer flushTraces(tp, log)
+	log.Info("tracing", "otlp_export", tp.Exporting(), "envelope_traceparent", cfg.EnvelopeTraceparent)
+	g, err := gateway.New(cfg, log, gateway.WithTracerProvider(tp.TracerProvider()))
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -69,6 +80,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	case err := <-g.Err():
 		log.Error("http server failed", "err", err)
 		return shutdown(g, cfg, false)
+	}
+}
+
+// flushTraces exports the spans still buffered, within 5 s.
+func flushTraces(tp *tracing.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(ctx); err != nil {
+		log.Warn("exporting the last spans failed", "err", err)
 	}
 }
 

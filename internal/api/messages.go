@@ -15,18 +15,19 @@ import (
 
 // appendEnvelope appends the text frame a listener receives for a JSON
 // message, {"id":…,"message":…}, with the message's bytes as posted. id
-// needs no escaping: it matches idPattern or is a generated UUID.
-func appendEnvelope(b []byte, id string, message []byte) []byte {
+// needs no escaping: it matches idPattern or is a generated UUID. A
+// non-empty traceparent (Config.EnvelopeTraceparent; W3C form, hex digits
+// and dashes) comes second: {"id":…,"traceparent":…,"message":…}.
+func appendEnvelope(b []byte, id, traceparent string, message []byte) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)
+	if traceparent != "" {
+		b = append(b, `","traceparent":"`...)
+		b = append(b, traceparent...)
+	}
 	b = append(b, `","message":`...)
 	b = append(b, message...)
 	return append(b, '}')
-}
-
-type sentResponse struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
 }
 
 type deliveredResponse struct {
@@ -75,7 +76,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	defer body.release()
 	frame := getBuffer()
 	defer frame.release()
-	msg, err := readMessage(kind, body.b, frame)
+	msg, err := readMessage(kind, body.b, frame, s.envelopeTraceparent(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -174,8 +175,9 @@ func bodyKindOf(r *http.Request) (bodyKind, error) {
 }
 
 // readMessage makes the relay message of a POST /messages body. For JSON,
-// the envelope is built in frame; otherwise Data aliases body.
-func readMessage(kind bodyKind, body []byte, frame *buffer) (relay.Message, error) {
+// the envelope (with traceparent, if not "") is built in frame; otherwise
+// Data aliases body.
+func readMessage(kind bodyKind, body []byte, frame *buffer, traceparent string) (relay.Message, error) {
 	switch kind {
 	case bodyText:
 		if !utf8.Valid(body) {
@@ -192,7 +194,7 @@ func readMessage(kind bodyKind, body []byte, frame *buffer) (relay.Message, erro
 	if it.ID == "" {
 		it.ID = newID()
 	}
-	frame.b = appendEnvelope(frame.b[:0], it.ID, it.Message)
+	frame.b = appendEnvelope(frame.b[:0], it.ID, traceparent, it.Message)
 	return relay.Message{ID: it.ID, Type: relay.MessageText, Data: frame.b}, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -102,6 +104,13 @@ type Config struct {
 	// and refuses ?delivery=send with 400 (GATEWAY_MODE=request, for
 	// listeners that serve no WebSockets; see RequestOnly).
 	RequestOnly bool
+	// TracerProvider, if set, records a server span per request (see
+	// traceRequests); nil records none but still passes trace context on.
+	TracerProvider trace.TracerProvider
+	// EnvelopeTraceparent adds "traceparent" to the {"id","message"}
+	// envelope of JSON messages sent over WebSockets (off: listeners see
+	// the envelope unchanged).
+	EnvelopeTraceparent bool
 }
 
 func (c *Config) setDefaults() {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -62,13 +63,23 @@ type Gateway struct {
 	// MemoryLimit is a soft limit, not a cap: near it the GC runs more often
 	// instead of letting the heap double (relaybench: 1,000 clients peak at
 	// ~80 MiB RSS without it, ~55 MiB with 48 MiB).
-	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it; ignored when GOMEMLIMIT is set"`
+	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it. Unset: 90% of the container's cgroup memory limit if there is one, else this default. GOMEMLIMIT, when set, wins"`
 	DrainDelay      time.Duration `split_words:"true" default:"5s" validate:"min=0" desc:"on SIGINT/SIGTERM, /readyz answers 503 at once but requests are served normally this long (for load balancers to stop routing) before the listening socket closes"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"15s" validate:"min=100ms" desc:"grace period after GATEWAY_DRAIN_DELAY for in-flight requests and closing pooled connections"`
 
+	EnvelopeTraceparent bool `split_words:"true" default:"false" desc:"add the W3C traceparent of the request's trace as a \"traceparent\" member of the {\"id\",\"message\"} envelope of JSON messages sent over WebSockets (cmd/listener continues the trace from it); off, listeners see the envelope unchanged. Traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set"`
+
 	LogLevel  string `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat string `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
+
+	// memoryLimitSet reports whether GATEWAY_MEMORY_LIMIT was set rather
+	// than defaulted (see MemoryLimitSet).
+	memoryLimitSet bool
 }
+
+// MemoryLimitSet reports whether GATEWAY_MEMORY_LIMIT was set explicitly:
+// only then does MemoryLimit override the container's cgroup limit.
+func (c *Gateway) MemoryLimitSet() bool { return c.memoryLimitSet }
 
 // minAPIKeyLen is the shortest accepted API key.
 const minAPIKeyLen = 16
@@ -80,6 +91,7 @@ const minAPIKeyLen = 16
 func LoadGateway(args []string, out io.Writer) (Gateway, error) {
 	var c Gateway
 	err := load(GatewayPrefix, &c, command{name: "gateway", head: gatewayUsageHead}, args, out)
+	_, c.memoryLimitSet = os.LookupEnv(GatewayPrefix + "_MEMORY_LIMIT")
 	return c, err
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/metrics"
 	"github.com/relaygate/relaygate/internal/relay"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -35,17 +36,18 @@ const LocalEntity = "relaygate"
 // Shutdown (cmd/gateway waits for a signal or Err in between).
 type Gateway struct {
 	// Static after New.
-	cfg      config.Gateway
-	log      *slog.Logger
-	api      *api.Server
-	srv      *http.Server
-	pool     *relay.Pool      // nil with WithRelayer or in request-only mode
-	reqOnly  *api.RequestOnly // GATEWAY_MODE=request only
-	relayer  api.Relayer
-	metrics  *metrics.Gateway
-	creds    relay.Credentials
-	client   *http.Client // relay dials; nil: the relay package's default
-	serveErr chan error
+	cfg            config.Gateway
+	log            *slog.Logger
+	api            *api.Server
+	srv            *http.Server
+	pool           *relay.Pool      // nil with WithRelayer or in request-only mode
+	reqOnly        *api.RequestOnly // GATEWAY_MODE=request only
+	relayer        api.Relayer
+	metrics        *metrics.Gateway
+	creds          relay.Credentials
+	client         *http.Client         // relay dials; nil: the relay package's default
+	tracerProvider trace.TracerProvider // WithTracerProvider; nil: no spans
+	serveErr       chan error
 
 	// Local mode only, static after New.
 	emu      *emulator.Server
@@ -110,20 +112,22 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		g.relayer = g.pool
 	}
 	g.api = api.New(api.Config{
-		Credentials:      g.creds,
-		MaxBodyBytes:     cfg.MaxBodyBytes,
-		MaxBatch:         cfg.MaxBatch,
-		SendTimeout:      cfg.SendTimeout,
-		DeliveryTimeout:  cfg.DeliveryTimeout,
-		RetryAfter:       cfg.RetryAfter,
-		TokenMaxTTL:      cfg.TokenMaxTTL,
-		APIKeys:          cfg.APIKeys,
-		CORSOrigins:      cfg.CORSOrigins,
-		ListenAddr:       cfg.Addr,
-		AllowedHosts:     cfg.AllowedHosts,
-		Console:          g.consoleHandlers(),
-		RequestOnly:      g.reqOnly != nil,
-		MaxInflightBytes: cfg.MaxInflightBytes,
+		Credentials:         g.creds,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		MaxBatch:            cfg.MaxBatch,
+		SendTimeout:         cfg.SendTimeout,
+		DeliveryTimeout:     cfg.DeliveryTimeout,
+		RetryAfter:          cfg.RetryAfter,
+		TokenMaxTTL:         cfg.TokenMaxTTL,
+		APIKeys:             cfg.APIKeys,
+		CORSOrigins:         cfg.CORSOrigins,
+		ListenAddr:          cfg.Addr,
+		AllowedHosts:        cfg.AllowedHosts,
+		Console:             g.consoleHandlers(),
+		RequestOnly:         g.reqOnly != nil,
+		TracerProvider:      g.tracerProvider,
+		EnvelopeTraceparent: cfg.EnvelopeTraceparent,
+		MaxInflightBytes:    cfg.MaxInflightBytes,
 	}, g.relayer, g.requester(requester), log.With("component", "api"), g.metrics)
 	g.srv = g.api.HTTPServer(g.api.Handler())
 	// Shutdown does not interrupt handlers: end the console's streams, and
