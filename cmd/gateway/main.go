@@ -70,16 +70,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	if err := g.Start(ctx); err != nil {
-		return errors.Join(fmt.Errorf("gateway: %w", err), shutdown(g, cfg))
+		return errors.Join(fmt.Errorf("gateway: %w", err), shutdown(g, cfg, false))
 	}
 	g.Banner(stderr)
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+		log.Info("shutting down", "drain", cfg.DrainDelay, "grace", cfg.ShutdownTimeout)
+		return shutdown(g, cfg, true)
 	case err := <-g.Err():
 		log.Error("http server failed", "err", err)
+		return shutdown(g, cfg, false)
 	}
-	return shutdown(g, cfg)
 }
 
 // flushTraces exports the spans still buffered, within 5 s.
@@ -91,9 +92,15 @@ func flushTraces(tp *tracing.Provider, log *slog.Logger) {
 	}
 }
 
-// shutdown stops g within the grace period, on a fresh context (the
-// signal context is already done).
-func shutdown(g *gateway.Gateway, cfg config.Gateway) error {
+// shutdown drains g for GATEWAY_DRAIN_DELAY (when drain is set), then
+// stops it within GATEWAY_SHUTDOWN_TIMEOUT, on fresh contexts (the signal
+// context is already done). A second signal ends the drain early.
+func shutdown(g *gateway.Gateway, cfg config.Gateway, drain bool) error {
+	if drain {
+		dctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		g.Drain(dctx)
+		stop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return g.Shutdown(ctx)

@@ -42,9 +42,11 @@ type batchResponse struct {
 // to each. After the first failure the rest are not sent (so the listener
 // never sees a gap in the order) and are reported failed.
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) error {
-	if s.isDraining() {
-		return newProblem(codeDraining, "the gateway is shutting down")
+	release, err := s.admit(r)
+	if err != nil {
+		return err
 	}
+	defer release()
 	ndjson, err := batchKindOf(r)
 	if err != nil {
 		return err
