@@ -6,9 +6,9 @@
 // SIGTERM, or clients overload it. Each scenario checks the ids clients
 // got 202 for against the ids the listeners printed.
 //
-// go test ./internal/faults (and go test ./..., as .ci/run does) runs
-// shortened scenarios, about 90 s on 2 cores; FAULTS_FULL=1 runs the full
-// ones (a 20 s stall, 512 overload clients, …; a few minutes). With
+// FAULTS=1 go test ./internal/faults runs shortened scenarios, about 90 s
+// on 2 cores (.ci/run does); without it every scenario skips, so that
+// go test ./... stays fast. FAULTS_FULL=1 runs the full ones (a 20 s stall, 512 overload clients, …; a few minutes). With
 // RELIABILITY_REPORT=1 the suite rewrites RELIABILITY.md at the
 // repository root from its measurements.
 package faults
