@@ -33,7 +33,9 @@ func TestE2ENoListenerWaitsThenRecovers(t *testing.T) {
 	if resp.StatusCode != 503 || problemCode(b) != "no_listener" || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("without listener: %d %s", resp.StatusCode, b)
 	}
-	if d := time.Since(start); d < sendTimeout/2 || d > sendTimeout+2*time.Second {
+	// It waited for a listener (at least about the send timeout), and did
+	// not hang (the upper bound only catches that, loosely: no timing flake).
+	if d := time.Since(start); d < sendTimeout/2 || d > 15*sendTimeout {
 		t.Errorf("503 took %v; want about the send timeout (%v)", d, sendTimeout)
 	}
 	resp, b = e.do("POST", "/messages?delivery=request", "text/plain", []byte("x"))
@@ -86,7 +88,9 @@ func TestE2EPoolRecoversAfterDroppedConnections(t *testing.T) {
 		n++
 		start := time.Now()
 		resp, b := e.do("POST", "/messages", "text/plain", []byte(fmt.Sprintf("after-drop-%d", n)))
-		if d := time.Since(start); d > time.Second {
+		// Answered within the send timeout (2 s), not hung: the bound is
+		// loose so a loaded machine cannot fail it.
+		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("answer took %v", d)
 		}
 		statuses[resp.StatusCode]++
