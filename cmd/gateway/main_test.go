@@ -42,7 +42,7 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 
 func TestRunServesUntilCancelled(t *testing.T) {
 	testlog.Setenv(t, map[string]string{
-		"GATEWAY_ADDR": "127.0.0.1:0", "GATEWAY_SHUTDOWN_TIMEOUT": "5s",
+		"GATEWAY_ADDR": "127.0.0.1:0", "GATEWAY_SHUTDOWN_TIMEOUT": "5s", "GATEWAY_DRAIN_DELAY": "0s",
 		"GATEWAY_ADMIN_ADDR":   "127.0.0.1:0", // not the default 9090: other processes may hold it
 		"GATEWAY_MEMORY_LIMIT": "50331648",
 	}, "GATEWAY")

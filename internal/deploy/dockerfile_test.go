@@ -151,6 +151,7 @@ func TestDockerfileEnvironment(t *testing.T) {
 			}
 			if tt.wantStart {
 				run["GATEWAY_ADDR"] = net.JoinHostPort(host, "0") // same interfaces, a free port
+				run["GATEWAY_DRAIN_DELAY"] = "0s"                 // no load balancer to wait for here
 			}
 			p := runGateway(t, bin, run)
 			if !tt.wantStart {

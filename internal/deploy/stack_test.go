@@ -127,6 +127,9 @@ func TestComposeStackAsProcesses(t *testing.T) {
 			v = strings.ReplaceAll(v, "0.0.0.0:"+gwContainerPort, "127.0.0.1:"+gwPort)
 			env[k] = v
 		}
+		if name == "gateway" {
+			env["GATEWAY_DRAIN_DELAY"] = "0s" // no load balancer to wait for at the test's SIGINT
+		}
 		return env
 	}
 	var procs []*process
