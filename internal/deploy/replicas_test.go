@@ -41,6 +41,8 @@ const (
 // exit 0. Clients retry a 503 (draining, overloaded) with the same id, as
 // the API tells them to, so in the end every message is accepted.
 func TestReplicasBehindALoadBalancer(t *testing.T) {
+	// Parallel: sets no environment of its own (every child gets an explicit one).
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the gateway and runs three replicas")
 	}
