@@ -105,8 +105,6 @@ func (p *process) stop(t *testing.T) {
 // name and the ports mapped to free ports on 127.0.0.1 — and then does the
 // README's one curl: the message must appear on the listener's stdout.
 func TestComposeStackAsProcesses(t *testing.T) {
-	// Parallel: sets no environment of its own (every child gets an explicit one).
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the three binaries")
 	}
