@@ -145,6 +145,7 @@ type Server struct {
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	authLog  *logLimiter
+	fresh    newConns // connections that have not sent a request yet
 
 	// Guarded by mu.
 	mu         sync.Mutex
@@ -263,7 +264,9 @@ func (s *Server) Open() error {
 		// HTTP/1.1 only: reason phrases and upgrades need hijacking.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:    s.fresh.hook,
 	}
+	srv.RegisterOnShutdown(s.fresh.closeAll)
 	s.mu.Lock()
 	if s.closed || s.ln != nil {
 		s.mu.Unlock()
