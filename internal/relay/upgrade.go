@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
+	"time"
 )
 
 // upgradeTransport performs WebSocket handshakes on a connection it dials
@@ -25,6 +27,8 @@ import (
 // to tr itself.
 type upgradeTransport struct {
 	tr *http.Transport
+	// onConn, if set, is given each upgraded connection (for corking).
+	onConn func(*upgradedConn)
 }
 
 // handshakeReadBuffer is the read buffer of the handshake response: lines
@@ -34,6 +38,15 @@ const handshakeReadBuffer = 1 << 10
 // upgradeClient returns c with its *http.Transport wrapped in an
 // upgradeTransport; a client with another RoundTripper is returned as is.
 func upgradeClient(c *http.Client) *http.Client {
+	return upgradeClientFunc(c, nil)
+}
+
+// upgradeClientFunc is upgradeClient with onConn called with the upgraded
+// connection of each successful handshake (none through a proxy).
+func upgradeClientFunc(c *http.Client, onConn func(*upgradedConn)) *http.Client {
+	if c == nil {
+		c = dialClient
+	}
 	tr, ok := c.Transport.(*http.Transport)
 	if c.Transport == nil {
 		tr, ok = http.DefaultTransport.(*http.Transport)
@@ -42,7 +55,7 @@ func upgradeClient(c *http.Client) *http.Client {
 		return c
 	}
 	uc := *c
-	uc.Transport = upgradeTransport{tr: tr}
+	uc.Transport = upgradeTransport{tr: tr, onConn: onConn}
 	return &uc
 }
 
@@ -69,6 +82,9 @@ func (u upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if uc, ok := resp.Body.(*upgradedConn); ok && u.onConn != nil {
+		u.onConn(uc)
 	}
 	return resp, nil
 }
@@ -139,10 +155,19 @@ func (u upgradeTransport) dial(ctx context.Context, req *http.Request) (net.Conn
 }
 
 // upgradedConn is an upgraded connection that first returns the bytes read
-// past the handshake response.
+// past the handshake response. It can be corked: between Cork and Uncork,
+// writes are gathered and Uncork sends them with one write, so several
+// WebSocket frames cost one syscall and one wake-up of the peer.
 type upgradedConn struct {
 	net.Conn
-	rest []byte
+	rest []byte // owned by the reader
+
+	// Guarded by wmu, which also orders writes (coder/websocket already
+	// serialises its frames; wmu keeps a corked batch and a frame written
+	// meanwhile by another goroutine, such as a pong, whole and in order).
+	wmu    sync.Mutex
+	corked bool
+	buf    []byte
 }
 
 func (c *upgradedConn) Read(p []byte) (int, error) {
@@ -153,6 +178,45 @@ func (c *upgradedConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+func (c *upgradedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.corked {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Cork gathers writes until Uncork.
+func (c *upgradedConn) Cork() {
+	c.wmu.Lock()
+	c.corked = true
+	c.wmu.Unlock()
+}
+
+// Uncork writes what was gathered since Cork, within timeout.
+func (c *upgradedConn) Uncork(timeout time.Duration) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.corked = false
+	if len(c.buf) == 0 {
+		return nil
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.Conn.Write(c.buf)
+	c.Conn.SetWriteDeadline(time.Time{})
+	if cap(c.buf) > maxCorkBuffer {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
+
+// maxCorkBuffer is the largest gathering buffer kept between batches.
+const maxCorkBuffer = 256 << 10
 
 // CloseWrite half-closes a TCP connection, as net/http's upgraded body does.
 func (c *upgradedConn) CloseWrite() error {
