@@ -53,7 +53,7 @@ func sampleReport() *Report {
 			{Key: procBatch, Name: "batch", NA: "n/a: POST /messages:batch answered 404"},
 			{Key: procOpen, Name: "open", Requests: 12000, Messages: 12000, Offered: 12000, P50: lat.P50, P99: 1500 * time.Microsecond},
 		}},
-		Failures:     []string{"e2e c=64 100 B: delivered 997 of 1000"},
+		Failures: []string{"e2e c=64 100 B: delivered 997 of 1000"},
 	}
 }
 

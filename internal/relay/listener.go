@@ -352,7 +352,7 @@ type session struct {
 	ctx  context.Context // cancelled when the session ends
 	lctx context.Context // the listener's lifetime, for handlers
 
-	raw  *upgradedConn // ws's connection, for corking; nil through a proxy
+	raw *upgradedConn // ws's connection, for corking; nil through a proxy
 
 	// sendq feeds writeLoop, the control channel's only writer, which
 	// keeps a response JSON and its body message adjacent and writes
