@@ -250,6 +250,7 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("emulator: listen: %w", err)
 	}
+	ln = corkListener{ln}
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}

@@ -360,8 +360,8 @@ type session struct {
 	sendq chan *outCmd
 }
 
-// outCmd is a command (and optional body message) for writeLoop; done
-// gets the write's outcome.
+// outCmd is a command (and optional body message) for writeLoop; done,
+// if not nil, gets the write's outcome.
 type outCmd struct {
 	msg, body []byte
 	done      chan error // buffer 1
@@ -473,6 +473,19 @@ func (s *session) send(msg, body []byte) error {
 	}
 }
 
+// post queues a JSON command and, if body is non-nil, one binary message
+// right after it for writeLoop without waiting for the write: an HTTP
+// handler's goroutine ends as soon as its response is queued. A write
+// that fails ends the session, which logs it.
+func (s *session) post(msg, body []byte) error {
+	select {
+	case s.sendq <- &outCmd{msg: msg, body: body}:
+		return nil
+	case <-s.ctx.Done():
+		return ErrConnLost
+	}
+}
+
 // writeLoop is the control channel's only writer. It takes every command
 // queued (up to sendBatch) and, on a corkable connection, writes their
 // frames with one syscall: under load, many requests' responses share a
@@ -521,7 +534,9 @@ func (s *session) writeBatch(batch []*outCmd) error {
 		}
 	}
 	for _, c := range batch {
-		c.done <- err
+		if c.done != nil {
+			c.done <- err
+		}
 	}
 	return err
 }
