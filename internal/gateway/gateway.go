@@ -180,6 +180,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 		cancel()
 	}
+	if g.pool != nil {
+		go g.releaseStartupMemory()
+	}
 	host, _, _ := net.SplitHostPort(g.cfg.Addr)
 	if g.cfg.AllowInsecureBind && len(g.cfg.APIKeys) == 0 && !config.IsLoopback(host) {
 		g.log.Warn("INSECURE BIND: listening on a non-loopback address without API keys (GATEWAY_ALLOW_INSECURE_BIND=true); anyone who can reach it can send messages and mint relay tokens",
