@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -41,10 +42,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	// Log lines (one per request at info) are buffered and flushed every
+	// 200 ms, at once for warnings and errors, and at exit: no line is lost.
+	bw := logging.NewBuffered(stderr, 0, 0)
+	defer bw.Close()
+	log, err := logging.New(bw, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	log = slog.New(logging.NewLevelFlusher(log.Handler(), bw, slog.LevelWarn))
 	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}

@@ -44,6 +44,7 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 func TestRunServesUntilCancelled(t *testing.T) {
 	t.Setenv("GATEWAY_ADDR", "127.0.0.1:0")
 	t.Setenv("GATEWAY_SHUTDOWN_TIMEOUT", "5s")
+	t.Setenv("GATEWAY_ADMIN_ADDR", "127.0.0.1:0") // not the default 9090: other processes may hold it
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testlog.Buffer
 	done := make(chan error, 1)

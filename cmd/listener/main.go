@@ -100,7 +100,7 @@ func explain(err error, c relay.Credentials) error {
 		return fmt.Errorf("the relay refused the credentials for %s (401): check the key name and key: %w", c, err)
 	case errors.Is(err, relay.ErrForbidden):
 		return fmt.Errorf("the relay refused to let %s listen (403): the SAS rule needs the Listen right on this hybrid connection: %w", c, err)
-	case errors.Is(err, relay.ErrNotFound):
+	case errors.Is(err, relay.ErrEntityNotFound):
 		return fmt.Errorf("hybrid connection %q does not exist on %s (404): create it, or check EntityPath: %w", c.EntityPath, c.Host, err)
 	}
 	return err

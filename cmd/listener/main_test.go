@@ -352,7 +352,7 @@ func TestRefusedListenerExits(t *testing.T) {
 			creds: func(em *emulator.Server) relay.Credentials {
 				return em.ListenerCredentials(entity)
 			},
-			target: relay.ErrNotFound, want: `"hc" does not exist`,
+			target: relay.ErrEntityNotFound, want: `"hc" does not exist`,
 		},
 	}
 	for _, tt := range tests {

@@ -51,14 +51,12 @@ const (
 )
 
 // pendingGatewayVars are GATEWAY_* variables that parallel work adds to
-// config.Gateway (issue 11's drain, the admin listener, the connection cap),
+// config.Gateway (issue 11's drain),
 // with their announced defaults. Variables config.Gateway already has are
 // read from it by reflection; once these land there, this list is unused
 // (the test logs it) and can go.
 var pendingGatewayVars = map[string]string{
-	"GATEWAY_ADMIN_ADDR":  "",
 	"GATEWAY_DRAIN_DELAY": "5s",
-	"GATEWAY_MAX_CONNS":   "",
 }
 
 // placeholders stand in for the values the manifests take from Secrets, so

@@ -1,145 +1,107 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"strings"
-
-	"github.com/go-playground/validator/v10"
+	"sync"
 )
 
-// validatable is a request DTO with cross-field rules beyond its tags.
-type validatable interface{ Validate() error }
+// buffer is a pooled byte slice for a request body or a relay frame. The
+// request path takes one from bufPool and returns it once nothing refers
+// to its bytes: the relay does not hold a message's Data after Send returns
+// (see Relayer), and the response is copied by net/http on Write.
+type buffer struct{ b []byte }
 
-// newValidator builds the one validator: JSON field names in errors, and
-// the "msgid" rule.
-func newValidator() *validator.Validate {
-	v := validator.New(validator.WithRequiredStructEnabled())
-	v.RegisterTagNameFunc(func(f reflect.StructField) string {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			return ""
-		}
-		return name
-	})
-	_ = v.RegisterValidation("msgid", func(fl validator.FieldLevel) bool {
-		return idPattern.MatchString(fl.Field().String())
-	})
-	return v
+// maxPooledBuffer: larger buffers are left to the garbage collector, so
+// that one 1 MiB body does not pin 1 MiB per pooled buffer (sync.Pool
+// drops idle buffers after two garbage collections anyway).
+const maxPooledBuffer = 256 << 10
+
+var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 1<<10)} }}
+
+func getBuffer() *buffer { return bufPool.Get().(*buffer) }
+
+// release returns b to the pool; b must not be used afterwards.
+func (b *buffer) release() {
+	if b == nil || cap(b.b) > maxPooledBuffer {
+		return
+	}
+	b.b = b.b[:0]
+	bufPool.Put(b)
 }
 
-// readBody reads the whole body up to limit bytes. An oversize body is a
-// 413, an empty one a 400.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, invalid("cannot read the request body")
+// readBody reads r's whole body into a pooled buffer: a Content-Encoding
+// other than identity is a 415 (the limit applies to what is relayed, and
+// decoding is the client's job), more than limit bytes a
+// *http.MaxBytesError (413; a declared Content-Length over the limit is
+// refused before reading), an empty body a 400.
+func readBody(r *http.Request, limit int64) (*buffer, error) {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, newProblem(codeUnsupportedMediaType, "Content-Encoding must be identity; send the body uncompressed")
 	}
-	if len(b) == 0 {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	buf := getBuffer()
+	if r.ContentLength > 0 && int64(cap(buf.b)) <= r.ContentLength {
+		buf.b = make([]byte, 0, r.ContentLength+1) // +1: room for the read that sees EOF
+	}
+	for {
+		if len(buf.b) == cap(buf.b) {
+			buf.b = append(buf.b, 0)[:len(buf.b)]
+		}
+		n, err := r.Body.Read(buf.b[len(buf.b):cap(buf.b)])
+		buf.b = buf.b[:len(buf.b)+n]
+		if int64(len(buf.b)) > limit {
+			buf.release()
+			return nil, &http.MaxBytesError{Limit: limit}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			buf.release()
+			return nil, invalid("cannot read the request body")
+		}
+	}
+	if len(buf.b) == 0 {
+		buf.release()
 		return nil, invalid("request body is empty")
 	}
-	return b, nil
+	return buf, nil
 }
 
-// decodeJSON strictly decodes one JSON object of type T from r's body:
-// at most limit bytes (413), no unknown fields, no trailing data, then the
-// validator's tags and T's Validate. Every failure is a *problem (or a
-// *http.MaxBytesError) that names the offending fields.
-func decodeJSON[T any, PT interface {
-	*T
-	validatable
-}](w http.ResponseWriter, r *http.Request, v *validator.Validate, limit int64) (T, error) {
-	var dst T
-	body, err := readBody(w, r, limit)
-	if err != nil {
-		return dst, err
+// mediaType splits a Content-Type into its lower-case-insensitive type
+// and its charset parameter (other parameters are ignored) without
+// allocating. ok is false for an empty or malformed type.
+func mediaType(ct string) (mt, charset string, ok bool) {
+	mt, params, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	if t, sub, found := strings.Cut(mt, "/"); !found || t == "" || sub == "" {
+		return "", "", false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&dst); err != nil {
-		return dst, jsonProblem(err)
-	}
-	if err := dec.Decode(&struct{}{}); err != io.EOF {
-		return dst, invalid("request body must hold exactly one JSON value; found data after it")
-	}
-	p := invalid("request body is invalid")
-	if err := v.StructCtx(r.Context(), &dst); err != nil {
-		var ve validator.ValidationErrors
-		if !errors.As(err, &ve) {
-			return dst, err
-		}
-		for _, fe := range ve {
-			p.Errors = append(p.Errors, fieldError{Pointer: pointerFromNamespace(fe.Namespace()), Detail: describeField(fe)})
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "charset") {
+			charset = strings.Trim(strings.TrimSpace(v), `"`)
 		}
 	}
-	// Cross-field rules run too, so one response lists every problem.
-	if err := PT(&dst).Validate(); err != nil {
-		var vp *problem
-		if !errors.As(err, &vp) || vp.Code != codeInvalidArgument {
-			return dst, err
-		}
-		if len(vp.Errors) == 0 && len(p.Errors) == 0 {
-			return dst, vp
-		}
-		p.Errors = append(p.Errors, vp.Errors...)
-	}
-	if len(p.Errors) > 0 {
-		return dst, p
-	}
-	return dst, nil
+	return mt, charset, true
 }
 
-// jsonProblem explains a json decoding error without echoing the input.
-func jsonProblem(err error) *problem {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return invalid(fmt.Sprintf("request body is not valid JSON (at byte %d)", se.Offset))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("request body is not valid JSON (unexpected end)")
-	case errors.As(err, &te):
-		if te.Field == "" {
-			return invalid("request body must be a JSON object")
-		}
-		return invalid("request body is invalid", fieldError{Pointer: pointer(strings.Split(te.Field, ".")...), Detail: "must be a JSON " + jsonKind(te.Type)})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		if n, uerr := unquote(name); uerr == nil {
-			name = n
-		}
-		return invalid("request body is invalid", fieldError{Pointer: pointer(name), Detail: "is not a known field"})
-	}
-	return invalid("request body is not valid JSON")
+// isUTF8Charset: absent, utf-8 (or its us-ascii subset).
+func isUTF8Charset(cs string) bool {
+	return cs == "" || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8") || strings.EqualFold(cs, "us-ascii")
 }
 
 func unquote(s string) (string, error) {
 	var out string
 	err := json.Unmarshal([]byte(s), &out)
 	return out, err
-}
-
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.Slice, reflect.Array:
-		return "array"
-	case reflect.Map, reflect.Struct:
-		return "object"
-	}
-	return "number"
 }
 
 // pointer builds a JSON Pointer in URI-fragment form from field names.
@@ -172,26 +134,14 @@ func fragmentEscape(s string) string {
 	return b.String()
 }
 
-// pointerFromNamespace turns validator's "sendRequest.id" into "#/id".
-func pointerFromNamespace(ns string) string {
-	parts := strings.Split(ns, ".")
-	if len(parts) > 1 {
-		parts = parts[1:]
+// truncate shortens s to at most n bytes (on a UTF-8 boundary), marking a
+// cut with "…", so that no answer or log line echoes a huge input.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return pointer(parts...)
-}
-
-// describeField states a validation failure without the offending value.
-func describeField(fe validator.FieldError) string {
-	switch fe.Tag() {
-	case "required":
-		return "is required"
-	case "max":
-		return "must be at most " + fe.Param() + " characters"
-	case "min":
-		return "must be at least " + fe.Param() + " characters"
-	case "msgid":
-		return "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
 	}
-	return "fails rule " + fe.Tag()
+	return s[:n] + "…"
 }

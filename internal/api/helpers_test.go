@@ -84,10 +84,8 @@ func newEnv(t *testing.T, mod func(*api.Config)) *env {
 		SendTimeout:  2 * time.Second,
 		RetryAfter:   2 * time.Second,
 		Now:          func() time.Time { return testNow },
-		MetricsHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-			io.WriteString(w, "x 1\n")
-		}),
+		// httptest.NewRequest's Host; real-server tests use 127.0.0.1.
+		AllowedHosts: []string{"example.com"},
 	}
 	if mod != nil {
 		mod(&e.cfg)

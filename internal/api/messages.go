@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -15,36 +13,14 @@ import (
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
-// sendRequest is the application/json body of POST /messages.
-type sendRequest struct {
-	// Message is relayed byte for byte.
-	Message json.RawMessage `json:"message" validate:"required"`
-	// ID is a pointer so that "id": "" is rejected rather than ignored.
-	ID *string `json:"id" validate:"omitempty,msgid"`
-}
-
-// Validate rejects a null message and a message that is not valid UTF-8
-// (it is relayed in a text frame).
-func (m *sendRequest) Validate() error {
-	switch {
-	case bytes.Equal(m.Message, []byte("null")):
-		return invalid("request body is invalid", fieldError{Pointer: "#/message", Detail: "must not be null"})
-	case !utf8.Valid(m.Message):
-		return invalid("request body is invalid", fieldError{Pointer: "#/message", Detail: "must be valid UTF-8"})
-	}
-	return nil
-}
-
-// envelope is the text frame a listener receives for a JSON message:
-// {"id":…,"message":…} with the message's bytes as posted (json.Marshal
-// would compact a RawMessage, so it is assembled by hand).
-func (m *sendRequest) envelope(id string) []byte {
-	idJSON, _ := json.Marshal(id) // a string always marshals
-	b := make([]byte, 0, len(m.Message)+len(idJSON)+len(`{"id":,"message":}`))
-	b = append(b, `{"id":`...)
-	b = append(b, idJSON...)
-	b = append(b, `,"message":`...)
-	b = append(b, m.Message...)
+// appendEnvelope appends the text frame a listener receives for a JSON
+// message, {"id":…,"message":…}, with the message's bytes as posted. id
+// needs no escaping: it matches idPattern or is a generated UUID.
+func appendEnvelope(b []byte, id string, message []byte) []byte {
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","message":`...)
+	b = append(b, message...)
 	return append(b, '}')
 }
 
@@ -74,7 +50,8 @@ const (
 
 // handleSend handles "POST /messages": it reads one message and sends it
 // (delivery=send, 202) or delivers it as an HTTP request to the listener
-// and returns the listener's answer (delivery=request, 200).
+// and returns the listener's answer (delivery=request, 200). The body and
+// the JSON envelope live in pooled buffers until the relay has taken them.
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	if s.isDraining() {
 		return newProblem(codeDraining, "the gateway is shutting down")
@@ -83,12 +60,23 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	msg, contentType, err := s.readMessage(w, r)
+	kind, err := bodyKindOf(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	defer body.release()
+	frame := getBuffer()
+	defer frame.release()
+	msg, err := readMessage(kind, body.b, frame)
 	if err != nil {
 		return err
 	}
 	if delivery == deliveryRequest {
-		return s.deliver(w, r, msg, contentType)
+		return s.deliver(w, r, msg, kind.contentType())
 	}
 	return s.send(w, r, msg)
 }
@@ -97,6 +85,12 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 // request-only server (Config.RequestOnly) defaults to request and refuses
 // send.
 func deliveryMode(r *http.Request, requestOnly bool) (string, error) {
+	if r.URL.RawQuery == "" {
+		if requestOnly {
+			return deliveryRequest, nil
+		}
+		return deliverySend, nil
+	}
 	q := r.URL.Query()
 	if !q.Has("delivery") {
 		if requestOnly {
@@ -115,53 +109,68 @@ func deliveryMode(r *http.Request, requestOnly bool) (string, error) {
 	return delivery, nil
 }
 
-// readMessage reads the message of a POST /messages by its Content-Type:
-// a JSON envelope, UTF-8 text or binary. contentType is what a listener
-// gets with delivery=request.
-func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) (msg relay.Message, contentType string, err error) {
-	const unsupported = "Content-Type must be application/json, text/plain or application/octet-stream"
-	ct := r.Header.Get("Content-Type")
-	mt, params, err := mime.ParseMediaType(ct)
-	if ct == "" || err != nil {
-		return msg, "", newProblem(codeUnsupportedMediaType, unsupported)
+// bodyKind is what a POST /messages body holds, by its Content-Type.
+type bodyKind int
+
+const (
+	bodyJSON   bodyKind = iota // a {"id","message"} envelope
+	bodyText                   // UTF-8 text, relayed as is
+	bodyBinary                 // bytes, relayed as a binary frame
+)
+
+// contentType is what a listener gets with delivery=request.
+func (k bodyKind) contentType() string {
+	switch k {
+	case bodyText:
+		return "text/plain; charset=utf-8"
+	case bodyBinary:
+		return "application/octet-stream"
 	}
-	msg.Type = relay.MessageText
-	switch mt {
-	case "application/json":
-		req, err := decodeJSON[sendRequest](w, r, s.validate, s.cfg.MaxBodyBytes)
-		if err != nil {
-			return msg, "", err
+	return "application/json"
+}
+
+// bodyKindOf maps the request's Content-Type to a bodyKind: anything else,
+// and JSON or text in a charset other than UTF-8, is a 415.
+func bodyKindOf(r *http.Request) (bodyKind, error) {
+	mt, charset, ok := mediaType(r.Header.Get("Content-Type"))
+	switch {
+	case ok && strings.EqualFold(mt, "application/json"):
+		if !isUTF8Charset(charset) {
+			return 0, newProblem(codeUnsupportedMediaType, "application/json must be UTF-8")
 		}
-		msg.ID = relay.NewID()
-		if req.ID != nil {
-			msg.ID = *req.ID
+		return bodyJSON, nil
+	case ok && strings.EqualFold(mt, "text/plain"):
+		if !isUTF8Charset(charset) {
+			return 0, newProblem(codeUnsupportedMediaType, "text/plain must be UTF-8")
 		}
-		msg.Data = req.envelope(msg.ID)
-		contentType = "application/json"
-	case "text/plain":
-		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
-			return msg, "", newProblem(codeUnsupportedMediaType, "text/plain must be UTF-8")
-		}
-		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
-			return msg, "", err
-		}
-		if !utf8.Valid(msg.Data) {
-			return msg, "", invalid("text/plain body is not valid UTF-8")
-		}
-		contentType = "text/plain; charset=utf-8"
-	case "application/octet-stream":
-		if msg.Data, err = readBody(w, r, s.cfg.MaxBodyBytes); err != nil {
-			return msg, "", err
-		}
-		msg.Type = relay.MessageBinary
-		contentType = "application/octet-stream"
-	default:
-		return msg, "", newProblem(codeUnsupportedMediaType, unsupported)
+		return bodyText, nil
+	case ok && strings.EqualFold(mt, "application/octet-stream"):
+		return bodyBinary, nil
 	}
-	if msg.ID == "" {
-		msg.ID = relay.NewID()
+	return 0, newProblem(codeUnsupportedMediaType, "Content-Type must be application/json, text/plain or application/octet-stream")
+}
+
+// readMessage makes the relay message of a POST /messages body. For JSON,
+// the envelope is built in frame; otherwise Data aliases body.
+func readMessage(kind bodyKind, body []byte, frame *buffer) (relay.Message, error) {
+	switch kind {
+	case bodyText:
+		if !utf8.Valid(body) {
+			return relay.Message{}, invalid("text/plain body is not valid UTF-8")
+		}
+		return relay.Message{ID: newID(), Type: relay.MessageText, Data: body}, nil
+	case bodyBinary:
+		return relay.Message{ID: newID(), Type: relay.MessageBinary, Data: body}, nil
 	}
-	return msg, contentType, nil
+	var it sendItem
+	if err := parseSend(body, &it); err != nil {
+		return relay.Message{}, err
+	}
+	if it.ID == "" {
+		it.ID = newID()
+	}
+	frame.b = appendEnvelope(frame.b[:0], it.ID, it.Message)
+	return relay.Message{ID: it.ID, Type: relay.MessageText, Data: frame.b}, nil
 }
 
 // send hands msg to the relayer, bounded by SendTimeout, and answers 202.
@@ -172,12 +181,30 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, msg relay.Message)
 		return err
 	}
 	s.metrics.Relayed(msg.Type.String(), deliverySend, len(msg.Data))
-	if s.log.Enabled(r.Context(), slog.LevelDebug) {
-		s.log.LogAttrs(r.Context(), slog.LevelDebug, "message sent",
-			slog.String("request_id", requestIDFrom(r.Context())), slog.String("id", msg.ID),
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "message sent",
+			slog.String("request_id", requestIDOf(w)), slog.String("id", msg.ID),
 			slog.String("type", msg.Type.String()), slog.Int("bytes", len(msg.Data)))
 	}
-	return writeJSON(w, http.StatusAccepted, sentResponse{ID: msg.ID, Status: "sent"})
+	writeSent(w, msg.ID)
+	return nil
+}
+
+// jsonContentType is the shared header value of JSON answers. Assigning
+// it saves an allocation per response; nothing writes into a header's
+// value slice in place (Set replaces it, Add appends to a full slice).
+var jsonContentType = []string{"application/json"}
+
+// writeSent answers 202 {"id":…,"status":"sent"}, built in a pooled buffer.
+func writeSent(w http.ResponseWriter, id string) {
+	buf := getBuffer()
+	defer buf.release()
+	buf.b = append(buf.b, `{"id":"`...)
+	buf.b = append(buf.b, id...)
+	buf.b = append(buf.b, "\",\"status\":\"sent\"}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(buf.b)
 }
 
 // hopHeaders are not relayed back from the listener.
@@ -195,7 +222,10 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, msg relay.Messa
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DeliveryTimeout)
 	defer cancel()
-	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: requestIDFrom(r.Context()), ContentType: contentType, Body: msg.Data})
+	// A copy: msg.Data is a pooled buffer, and an HTTP transport may still
+	// read a request body after it has returned the response.
+	body := bytes.Clone(msg.Data)
+	resp, err := s.requester.Request(ctx, ListenerRequest{ID: msg.ID, RequestID: requestIDOf(w), ContentType: contentType, Body: body})
 	if err != nil {
 		if errors.Is(err, ErrListenerBodyTooLarge) {
 			return &problem{Code: codeRelayError, Detail: "the listener's response exceeds the gateway's body limit", Err: err}

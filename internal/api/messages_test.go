@@ -156,16 +156,19 @@ func TestSendMapsRelayErrors(t *testing.T) {
 	}{
 		{fmt.Errorf("dial: %w", relay.ErrUnauthorized), 502, "relay_auth"},
 		{fmt.Errorf("dial: %w", relay.ErrForbidden), 502, "relay_auth"},
-		{fmt.Errorf("dial: %w", relay.ErrNotFound), 503, "no_listener"},
+		{fmt.Errorf("dial: %w", relay.ErrNoListener), 503, "no_listener"},
+		{fmt.Errorf("request: %w", relay.ErrEntityNotFound), 502, "relay_not_found"},
+		{fmt.Errorf("%w: %w", relay.ErrUnavailable, relay.ErrUnreachable), 503, "relay_unreachable"},
 		{relay.ErrUnavailable, 503, "unavailable"},
-		{fmt.Errorf("%w: no listener connected: %w", relay.ErrUnavailable, &relay.RelayError{StatusCode: 404, Reason: "Endpoint does not exist."}), 503, "no_listener"},
+		{fmt.Errorf("%w: no listener connected: %w", relay.ErrUnavailable, &relay.StatusError{StatusCode: 404, Reason: "Endpoint does not exist.", Action: relay.ActionConnect}), 503, "no_listener"},
+		{&relay.StatusError{StatusCode: 404, Reason: "Endpoint does not exist.", Action: relay.ActionRequest}, 502, "relay_not_found"},
 		{fmt.Errorf("%w: 5 bytes", relay.ErrMessageTooLarge), 413, "payload_too_large"},
 		{relay.ErrConnLost, 503, "unavailable"},
 		{relay.ErrOverloaded, 503, "overloaded"},
 		{relay.ErrClosed, 503, "draining"},
 		{relay.ErrTimeout, 504, "timeout"},
 		{fmt.Errorf("wait: %w", context.DeadlineExceeded), 504, "timeout"},
-		{relay.ErrRelayUnavailable, 502, "relay_error"},
+		{relay.ErrServerError, 502, "relay_error"},
 		{errors.New("boom"), 500, "internal"},
 	}
 	for _, tt := range tests {
@@ -253,7 +256,8 @@ func TestDeliveryRequest(t *testing.T) {
 		status   int
 		wantCode string
 	}{
-		{relay.ErrNotFound, 503, "no_listener"},
+		{relay.ErrNoListener, 503, "no_listener"},
+		{relay.ErrEntityNotFound, 502, "relay_not_found"},
 		{relay.ErrTimeout, 504, "timeout"},
 		{relay.ErrUnauthorized, 502, "relay_auth"},
 		{api.ErrListenerBodyTooLarge, 502, "relay_error"},
@@ -282,6 +286,11 @@ func FuzzSend(f *testing.F) {
 	f.Add("text/plain; charset=latin1", []byte("x"))
 	f.Add("application/octet-stream", []byte{0, 1, 2})
 	f.Add("multipart/form-data; boundary=x", []byte("--x--"))
+	f.Add("application/json", []byte(`{"message":1,"message":2}`))
+	f.Add("application/json", []byte(`{"MESSAGE":1,"Id":"x"}`))
+	f.Add("application/json", []byte(`{"\u006dessage":[[[{"a":"}"}]]],"id":"a\u002db"}`))
+	f.Add("application/json; charset=utf-16", []byte(`{"message":1}`))
+	f.Add("Application/JSON; charset=\"UTF-8\"", []byte(`{"message":1}`))
 	rl := &fakeRelayer{}
 	srv := api.New(api.Config{Credentials: testCreds, MaxBodyBytes: 4096}, rl, nil, slog.New(slog.DiscardHandler), nil)
 	h := srv.Handler()

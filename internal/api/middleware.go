@@ -1,62 +1,42 @@
 package api
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
-	"github.com/google/uuid"
 )
 
-type ctxKey int
-
-const requestIDKey ctxKey = iota
-
-// requestIDFrom returns the request id set by the requestID middleware, or "".
-func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
-
-func withRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey, id)
-}
-
-// idPattern is what a caller's X-Request-Id and a client message id must
-// match: safe to log and to put in headers and JSON as is.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+// idPattern documents what a caller's X-Request-Id and a client message id
+// must match (validID checks it without a regexp): safe to log and to put in
+// headers and JSON as is.
+const idPattern = `^[A-Za-z0-9._:-]{1,128}$`
 
 // requestID honours a valid X-Request-Id or generates one, and returns it
-// in the response header.
+// in the response header, where requestIDOf finds it.
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !idPattern.MatchString(id) {
-			id = uuid.NewString()
-		}
-		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(withRequestID(r.Context(), id)))
+		setRequestID(w, r)
+		next.ServeHTTP(w, r)
 	})
 }
 
 // quietRoutes are logged at debug level.
-var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true}
 
 // logRequests logs one line per request and records request metrics. It
 // never logs the query string or headers (they may hold credentials).
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		ww := getStatusWriter(w)
 		defer func() {
+			defer ww.release()
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
@@ -75,9 +55,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 				return
 			}
 			s.log.LogAttrs(r.Context(), level, "http request",
-				slog.String("request_id", requestIDFrom(r.Context())),
+				slog.String("request_id", requestIDOf(w)),
 				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("path", truncate(r.URL.Path, maxEchoedPath)),
 				slog.String("route", route),
 				slog.Int("status", status),
 				slog.Int("bytes", ww.BytesWritten()),
@@ -102,8 +82,8 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelError, "panic",
-				slog.String("request_id", requestIDFrom(r.Context())), slog.Any("panic", v))
-			if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+				slog.String("request_id", requestIDOf(w)), slog.Any("panic", v))
+			if ww, ok := w.(*statusWriter); ok && ww.Status() != 0 {
 				return
 			}
 			s.writeProblem(w, r, &problem{Code: codeInternal, Detail: "internal error"})

@@ -26,6 +26,8 @@ const (
 	codeInternal             = "internal"
 	codeRelayAuth            = "relay_auth"
 	codeRelayError           = "relay_error"
+	codeRelayNotFound        = "relay_not_found"
+	codeRelayUnreachable     = "relay_unreachable"
 	codeNoListener           = "no_listener"
 	codeUnavailable          = "unavailable"
 	codeOverloaded           = "overloaded"
@@ -35,6 +37,8 @@ const (
 	// codeTokenMintingUnavailable: GET /token when the gateway holds no SAS
 	// key (Microsoft Entra ID, or a fixed shared access signature).
 	codeTokenMintingUnavailable = "token_minting_unavailable"
+	codeHostNotAllowed          = "host_not_allowed"
+	codeOriginNotAllowed        = "origin_not_allowed"
 )
 
 // problemTypePrefix + code is each problem's "type" URI.
@@ -55,6 +59,8 @@ var codes = map[string]struct {
 	codeInternal:             {http.StatusInternalServerError, "Internal error"},
 	codeRelayAuth:            {http.StatusBadGateway, "Relay refused the gateway's credentials"},
 	codeRelayError:           {http.StatusBadGateway, "Relay error"},
+	codeRelayNotFound:        {http.StatusBadGateway, "Hybrid connection not found"},
+	codeRelayUnreachable:     {http.StatusServiceUnavailable, "Relay unreachable"},
 	codeNoListener:           {http.StatusServiceUnavailable, "No listener connected"},
 	codeUnavailable:          {http.StatusServiceUnavailable, "No healthy relay connection"},
 	codeOverloaded:           {http.StatusServiceUnavailable, "Gateway overloaded"},
@@ -63,6 +69,8 @@ var codes = map[string]struct {
 	codeTimeout:              {http.StatusGatewayTimeout, "Relay timeout"},
 
 	codeTokenMintingUnavailable: {http.StatusNotImplemented, "Token minting needs a SAS key"},
+	codeHostNotAllowed:          {http.StatusMisdirectedRequest, "Host not allowed"},
+	codeOriginNotAllowed:        {http.StatusForbidden, "Origin not allowed"},
 }
 
 // fieldError is one entry of a problem's "errors": Pointer is a JSON
@@ -122,9 +130,14 @@ func problemFor(err error) *problem {
 		return &problem{Code: codePayloadTooLarge, Detail: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit), Err: err}
 	case errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrForbidden):
 		return &problem{Code: codeRelayAuth, Detail: "the relay refused the gateway's credentials", Err: err}
-	case errors.Is(err, relay.ErrNotFound):
-		// The pool keeps the relay's 404 in its ErrUnavailable chain.
-		return &problem{Code: codeNoListener, Detail: "no listener is connected to the hybrid connection", Err: err}
+	case errors.Is(err, relay.ErrEntityNotFound):
+		return &problem{Code: codeRelayNotFound, Detail: "the relay says the hybrid connection does not exist; check the EntityPath of the gateway's connection string", Err: err}
+	case errors.Is(err, relay.ErrNoListener):
+		// The pool keeps the typed cause in its ErrUnavailable chain. Over
+		// WebSockets the relay answers a missing hybrid connection the same way.
+		return &problem{Code: codeNoListener, Detail: "no listener is connected to the hybrid connection (if one is, check the EntityPath of the gateway's connection string)", Err: err}
+	case errors.Is(err, relay.ErrUnreachable):
+		return &problem{Code: codeRelayUnreachable, Detail: "the relay is unreachable (DNS, connection or TLS failure)", Err: err}
 	case errors.Is(err, relay.ErrMessageTooLarge):
 		return &problem{Code: codePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}
 	case errors.Is(err, relay.ErrOverloaded):
@@ -134,8 +147,8 @@ func problemFor(err error) *problem {
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &problem{Code: codeTimeout, Detail: "the relay did not accept the message in time", Err: err}
 	case errors.Is(err, relay.ErrUnavailable), errors.Is(err, relay.ErrConnLost), errors.Is(err, context.Canceled):
-		return &problem{Code: codeUnavailable, Detail: "no healthy relay connection; no listener may be connected", Err: err}
-	case errors.Is(err, relay.ErrRelayUnavailable):
+		return &problem{Code: codeUnavailable, Detail: "no healthy relay connection; the gateway is reconnecting", Err: err}
+	case errors.Is(err, relay.ErrServerError):
 		return &problem{Code: codeRelayError, Detail: "the relay failed", Err: err}
 	}
 	return &problem{Code: codeInternal, Detail: "internal error", Err: err}
@@ -161,7 +174,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem
 		c = codes[codeInternal]
 	}
 	ctx := r.Context()
-	rid := requestIDFrom(ctx)
+	rid := requestIDOf(w)
 	level := slog.LevelDebug
 	if c.status >= 500 {
 		level = slog.LevelWarn

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -187,8 +188,10 @@ func notReadyReason(err error) string {
 	switch {
 	case err == nil, errors.Is(err, ErrListenerBodyTooLarge):
 		return ""
-	case errors.Is(err, relay.ErrNotFound):
+	case errors.Is(err, relay.ErrNoListener):
 		return "request mode: no listener connected"
+	case errors.Is(err, relay.ErrEntityNotFound):
+		return "request mode: the hybrid connection does not exist (check the EntityPath)"
 	case errors.Is(err, relay.ErrUnauthorized), errors.Is(err, relay.ErrForbidden):
 		return "request mode: relay refused credentials"
 	case errors.Is(err, relay.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
@@ -205,13 +208,10 @@ func (q *RelayRequester) Probe(ctx context.Context) error {
 	h := http.Header{}
 	h.Set(HeaderProbe, "readyz")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
-	resp, err := q.Doer.Do(ctx, http.MethodOptions, "", nil, h, strings.NewReader("readyz"))
+	resp, err := q.Doer.Send(ctx, http.MethodOptions, "", nil, h, strings.NewReader("readyz"))
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if !relay.FromListener(resp) {
-		return relayStatusError(resp.StatusCode)
-	}
-	return nil
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return resp.Body.Close()
 }

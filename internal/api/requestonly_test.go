@@ -48,7 +48,7 @@ func (p *fakeProber) count() int {
 // ready), and every request's outcome counts.
 func TestRequestOnlyReadiness(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := &fakeProber{err: fmt.Errorf("%w: the relay answered 404", relay.ErrNotFound)}
+		p := &fakeProber{err: fmt.Errorf("%w: the relay answered 404", relay.ErrNoListener)}
 		var reqErr error
 		rq := &fakeRequester{RequestFn: func(ctx context.Context, req api.ListenerRequest) (*api.ListenerResponse, error) {
 			if reqErr != nil {
@@ -176,7 +176,7 @@ func TestRelayRequesterProbe(t *testing.T) {
 		wantErr error
 	}{
 		{"listener 405", "1.1 ns", 405, nil},
-		{"relay 502", "", 502, relay.ErrNotFound},
+		{"relay 502", "", 502, relay.ErrNoListener},
 		{"relay 401", "", 401, relay.ErrUnauthorized},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,10 +186,10 @@ func TestRelayRequesterProbe(t *testing.T) {
 				if method != http.MethodOptions || header.Get(api.HeaderProbe) == "" || len(b) == 0 {
 					t.Errorf("probe: %s %v %q", method, header, b)
 				}
-				h := http.Header{}
-				if tt.via != "" {
-					h.Set("Via", tt.via)
+				if tt.via == "" { // the relay answered itself: relay.HTTPSender.Send's typed error
+					return nil, &relay.StatusError{StatusCode: tt.status, Action: relay.ActionRequest}
 				}
+				h := http.Header{"Via": {tt.via}}
 				return &http.Response{StatusCode: tt.status, Header: h, Body: io.NopCloser(strings.NewReader(""))}, nil
 			})}
 			if err := q.Probe(t.Context()); !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {

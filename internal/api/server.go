@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-playground/validator/v10"
-
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -16,6 +14,7 @@ import (
 // ctx bounds only the wait (queueing, finding a healthy connection); it must
 // not reach a pooled connection. Errors wrap relay's sentinels
 // (relay.ErrUnavailable, ErrOverloaded, ErrClosed, ErrUnauthorized, ...).
+// Send must not hold m.Data after it returns: the api reuses the buffer.
 // *relay.Pool implements it. Implementations must be safe for concurrent use.
 type Relayer interface {
 	Send(ctx context.Context, m relay.Message) error
@@ -47,7 +46,7 @@ type ListenerResponse struct {
 // Requester delivers one request to the listener through the relay's HTTP
 // request mode. It returns a ListenerResponse only for an answer that came
 // from the listener (whatever its status); errors of the relay itself wrap
-// relay's sentinels (relay.ErrNotFound for "no listener", ErrTimeout, ...).
+// relay's sentinels (relay.ErrNoListener for "no listener", ErrTimeout, ...).
 // Implementations must be safe for concurrent use.
 type Requester interface {
 	Request(ctx context.Context, req ListenerRequest) (*ListenerResponse, error)
@@ -60,8 +59,11 @@ type Config struct {
 	// MaxBodyBytes limits request bodies (413 above it) and the listener
 	// response bodies relayed by ?delivery=request. Default 1 MiB.
 	MaxBodyBytes int64
-	// SendTimeout bounds a POST /messages from decoding to the frame being
-	// written. Default 10s.
+	// MaxBatch caps the messages of one POST /messages:batch (400 above
+	// it); the body limit applies too. Default 1000 (GATEWAY_MAX_BATCH).
+	MaxBatch int
+	// SendTimeout bounds a POST /messages (or a whole batch) from decoding
+	// to the last frame being written. Default 10s.
 	SendTimeout time.Duration
 	// DeliveryTimeout bounds a ?delivery=request round trip. Default 30s.
 	DeliveryTimeout time.Duration
@@ -73,9 +75,19 @@ type Config struct {
 	// APIKeys, if any, are required on /messages and /token.
 	APIKeys []string
 	// CORSOrigins are the browser origins allowed to call the API ("*" for any).
+	// Requests with another Origin that change state or ask for a token
+	// get 403 origin_not_allowed (see hostcheck.go).
 	CORSOrigins []string
-	// MetricsHandler serves GET /metrics; nil means 404.
-	MetricsHandler http.Handler
+	// ListenAddr is the address the gateway binds (host:port). Its host is
+	// an allowed Host header value; an unspecified host (":8080",
+	// "0.0.0.0:8080") allows any IP literal.
+	ListenAddr string
+	// AllowedHosts are further Host header values the gateway answers to,
+	// besides localhost, 127.0.0.1, [::1] and ListenAddr's host: a name
+	// ("gw.example", any port), a name with port ("gw.example:8443"),
+	// "*.example.com" for subdomains, or "*" for any Host. Other Hosts get
+	// 421 host_not_allowed (but /healthz and /readyz).
+	AllowedHosts []string
 	// Console, if set, is the browser console (package console).
 	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
@@ -89,6 +101,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 10 * time.Second
@@ -130,10 +145,10 @@ type Server struct {
 	requester Requester
 	log       *slog.Logger
 	metrics   Metrics
-	validate  *validator.Validate
 	keys      [][32]byte // sha256 of each API key
 	origins   map[string]bool
 	anyOrigin bool
+	hosts     *hostPolicy
 
 	draining atomic.Bool
 }
@@ -151,8 +166,8 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 		requester: rq,
 		log:       log,
 		metrics:   m,
-		validate:  newValidator(),
 		origins:   map[string]bool{},
+		hosts:     newHostPolicy(cfg.ListenAddr, cfg.AllowedHosts),
 	}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, hashKey(k))
@@ -191,6 +206,9 @@ func (s *Server) HTTPServer(h http.Handler) *http.Server {
 		IdleTimeout: 60 * time.Second,
 		// Our headers are small; 64 KiB is plenty for tokens and keys.
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" reaches the router (a 404 problem) instead of
+		// net/http's bare 200; the one such answer net/http lets us own.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 }

@@ -18,14 +18,26 @@ type tokenResponse struct {
 }
 
 // handleToken handles "GET /token?ttl=SECONDS": a sender token for the
-// configured hybrid connection and a ready wss:// URL. Never the key.
+// configured hybrid connection and a ready wss:// URL. Never the key, and
+// never the gateway's own credential: without a SAS key (a fixed
+// SharedAccessSignature, or no credentials) it answers 501
+// token_minting_unavailable.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	if s.isDraining() {
 		return newProblem(codeDraining, "the gateway is shutting down")
 	}
+	c := s.cfg.Credentials
+	if c.TokenSource != nil {
+		return newProblem(codeTokenMintingUnavailable, "token minting needs a SAS key; this gateway authenticates to the relay with Microsoft Entra ID and never hands out its access tokens")
+	}
+	if c.SharedAccessSignature != "" || c.KeyName == "" || c.Key == "" {
+		// A fixed SharedAccessSignature is the gateway's own credential,
+		// often long-lived and with more rights than Send.
+		return newProblem(codeTokenMintingUnavailable, "token minting needs a SAS key")
+	}
 	ttl := s.cfg.TokenTTL
 	if q := r.URL.Query(); q.Has("ttl") {
-		n, err := strconv.ParseInt(q.Get("ttl"), 10, 64)
+		n, err := parseSeconds(q.Get("ttl"))
 		switch {
 		case err != nil || n < 1 || len(q["ttl"]) > 1:
 			return invalid("invalid query parameter", fieldError{Parameter: "ttl", Detail: "must be a whole number of seconds, at least 1"})
@@ -34,7 +46,6 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 		}
 		ttl = time.Duration(n) * time.Second
 	}
-	c := s.cfg.Credentials
 	tok, exp, err := c.Token(s.cfg.Now(), ttl)
 	if errors.Is(err, relay.ErrTokenMintingUnavailable) {
 		return &problem{Code: codeTokenMintingUnavailable, Err: err,
@@ -43,27 +54,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if tok == "" {
-		return &problem{Code: codeInternal, Detail: "internal error", Err: errNoKey}
-	}
-	keyName := c.KeyName
-	if keyName == "" {
-		if t, err := relay.ParseToken(tok); err == nil {
-			keyName = t.KeyName
-		}
-	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, tokenResponse{
 		Token:     tok,
 		ExpiresAt: exp.UTC().Format(time.RFC3339),
 		Resource:  c.ResourceURI(),
-		KeyName:   keyName,
+		KeyName:   c.KeyName,
 		URL:       c.WebSocketURL(relay.ActionConnect, relay.URLOptions{Token: tok}).String(),
 	})
 }
-
-var errNoKey = errorString("api: credentials have neither a key nor a shared access signature")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }

@@ -69,17 +69,25 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// TestTokenWithFixedSAS: a gateway configured with a fixed
+// SharedAccessSignature never hands out that credential (issue 12, item 2).
 func TestTokenWithFixedSAS(t *testing.T) {
 	t.Parallel()
-	exp := testNow.Add(30 * time.Minute)
-	sas := relay.CreateToken("http://ns.servicebus.windows.net/hc1", "fixed", testKey, exp)
+	exp := testNow.Add(365 * 24 * time.Hour)
+	sas := relay.CreateToken("http://ns.servicebus.windows.net/hc1", "RootManageSharedAccessKey", testKey, exp)
 	e := newEnv(t, func(c *api.Config) {
 		c.Credentials = relay.Credentials{Host: "ns.servicebus.windows.net", EntityPath: "hc1", SharedAccessSignature: sas}
 	})
-	resp := e.do("GET", "/token?ttl=60", "", nil)
-	var tok struct{ Token, ExpiresAt, KeyName string }
-	json.Unmarshal(readAll(t, resp), &tok)
-	if resp.StatusCode != 200 || tok.Token != sas || tok.KeyName != "fixed" || tok.ExpiresAt != exp.Format(time.RFC3339) {
-		t.Fatalf("got %d %+v", resp.StatusCode, tok)
+	for _, q := range []string{"", "?ttl=60"} {
+		resp := e.do("GET", "/token"+q, "", nil)
+		body := readAll(t, resp)
+		if resp.StatusCode != 501 || !strings.Contains(string(body), `"code":"token_minting_unavailable"`) ||
+			!strings.Contains(string(body), "token minting needs a SAS key") {
+			t.Errorf("GET /token%s: got %d %s, want 501 token_minting_unavailable", q, resp.StatusCode, body)
+		}
+		sig := sas[strings.Index(sas, "sig="):]
+		if strings.Contains(string(body), sig[:20]) {
+			t.Fatalf("GET /token%s: response contains the gateway's signature", q)
+		}
 	}
 }

@@ -186,6 +186,7 @@ func startGateway(ctx context.Context, creds relay.Credentials, poolSize int, ce
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg := config.GatewayDefaults()
 	cfg.Addr = "127.0.0.1:0"
+	cfg.AdminAddr = "" // no admin listener: several gateways may run at once
 	if ceiling {
 		creds = ceilingCreds
 	}

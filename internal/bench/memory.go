@@ -105,10 +105,11 @@ func moduleRoot() (string, error) {
 // childGateway is a gateway process started from bin, relaying to one of
 // the stack's endpoints.
 type childGateway struct {
-	cmd    *exec.Cmd
-	url    string
-	stderr *tailBuffer
-	exited chan struct{}
+	cmd      *exec.Cmd
+	url      string
+	adminURL string // GATEWAY_ADMIN_ADDR, where /metrics is
+	stderr   *tailBuffer
+	exited   chan struct{}
 }
 
 // startChild starts bin as a gateway on a free loopback port with poolSize
@@ -121,7 +122,11 @@ func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int, env
 	if err != nil {
 		return nil, err
 	}
-	c := &childGateway{url: "http://" + port, stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
+	adminPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c := &childGateway{url: "http://" + port, adminURL: "http://" + adminPort, stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
 	c.cmd = exec.Command(bin)
 	c.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -131,6 +136,7 @@ func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int, env
 		"GATEWAY_KEY=" + ep.creds.Key,
 		"GATEWAY_EMULATOR=true",
 		"GATEWAY_ADDR=" + port,
+		"GATEWAY_ADMIN_ADDR=" + adminPort,
 		"GATEWAY_POOL_SIZE=" + strconv.Itoa(poolSize),
 	}
 	c.cmd.Env = append(c.cmd.Env, env...)
@@ -237,7 +243,7 @@ var runtimeMetrics = []string{
 // scrapeRuntime reads runtimeMetrics from the gateway's /metrics; nil if
 // it cannot.
 func (c *childGateway) scrapeRuntime() map[string]float64 {
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(c.url + "/metrics")
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(c.adminURL + "/metrics")
 	if err != nil {
 		return nil
 	}

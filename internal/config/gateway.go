@@ -33,7 +33,11 @@ type Gateway struct {
 	Addr              string   `split_words:"true" default:"127.0.0.1:8080" desc:"HTTP listen address host:port. A non-loopback address needs GATEWAY_API_KEYS or GATEWAY_ALLOW_INSECURE_BIND=true"`
 	AllowInsecureBind bool     `split_words:"true" default:"false" desc:"allow a non-loopback GATEWAY_ADDR without API keys (anyone who can reach it can send and mint tokens)"`
 	APIKeys           []string `split_words:"true" desc:"comma-separated API keys (each at least 16 characters); when set, POST /messages and GET /token need Authorization: Bearer KEY or X-API-Key: KEY"`
-	CORSOrigins       []string `split_words:"true" desc:"comma-separated browser origins allowed to call the API (https://app.example), or * for any; empty: no CORS headers"`
+	CORSOrigins       []string `split_words:"true" desc:"comma-separated browser origins allowed to call the API (https://app.example), or * for any; empty: no CORS headers. Cross-site POSTs and GET /token from other origins get 403"`
+	AllowedHosts      []string `split_words:"true" desc:"comma-separated further Host header values the API answers (gw.example, gw.example:8443, *.example.com, or * for any); always allowed: localhost, 127.0.0.1, [::1] and GATEWAY_ADDR's host (any IP when it binds every interface). Others get 421; /healthz and /readyz accept any Host"`
+	AdminAddr         string   `split_words:"true" default:"127.0.0.1:9090" desc:"admin listen address host:port for GET /metrics (and /debug/pprof/ with GATEWAY_PPROF); empty: off. /healthz and /readyz stay on GATEWAY_ADDR"`
+	Pprof             bool     `split_words:"true" default:"false" desc:"serve /debug/pprof/ on GATEWAY_ADMIN_ADDR"`
+	MaxConns          int      `split_words:"true" default:"0" validate:"min=0" desc:"most HTTP connections open at once on GATEWAY_ADDR; at the cap the longest-idle keep-alive connection is closed to admit a new one; 0: 80% of the open-file limit minus 64"`
 
 	Mode           string `split_words:"true" default:"pool" validate:"oneof=pool request" desc:"pool: POST /messages is sent over pooled sender WebSockets (?delivery=request uses HTTP request mode). request: for listeners that serve only HTTP request mode (Microsoft's hyco-https, .NET RequestHandler-only): no sender WebSocket is dialled, every POST /messages is delivered in request mode and answered with the listener's response, ?delivery=send is refused with 400, and /readyz probes the listener"`
 	TokenPlacement string `split_words:"true" default:"header" validate:"oneof=header query auto" desc:"where the SAS token goes on every relay connection and request: header (ServiceBusAuthorization), query (sb-hc-token, for relays that accept only that) or auto (header, then the query after a 401, then the query only)"`
@@ -41,6 +45,7 @@ type Gateway struct {
 	PoolSize        int           `split_words:"true" default:"4" validate:"min=1,max=64" desc:"number of pooled sender WebSockets kept open to the relay"`
 	QueueSize       int           `split_words:"true" default:"64" validate:"min=1,max=65536" desc:"messages queued per pooled connection before POST /messages answers 503 overloaded"`
 	MaxBodyBytes    int64         `split_words:"true" default:"1048576" validate:"min=1,max=67108864" desc:"largest request body (and listener reply) in bytes; larger bodies get 413"`
+	MaxBatch        int           `split_words:"true" default:"1000" validate:"min=1,max=100000" desc:"most messages in one POST /messages:batch (within GATEWAY_MAX_BODY_BYTES)"`
 	SendTimeout     time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"how long POST /messages may wait for a healthy connection and the write (then 503/504)"`
 	DeliveryTimeout time.Duration `split_words:"true" default:"60s" validate:"min=100ms" desc:"how long POST /messages?delivery=request waits for the listener's answer (Azure's own limit is 60s)"`
 	WriteTimeout    time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"deadline of one WebSocket write on a pooled connection; a stalled connection is replaced"`
@@ -105,6 +110,18 @@ func (c *Gateway) Validate() error {
 		problems = append(problems, "GATEWAY_ADDR: must be host:port")
 	case !IsLoopback(host) && len(c.APIKeys) == 0 && !c.AllowInsecureBind:
 		problems = append(problems, "GATEWAY_ADDR: a non-loopback address needs GATEWAY_API_KEYS (or GATEWAY_ALLOW_INSECURE_BIND=true)")
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			problems = append(problems, "GATEWAY_ADMIN_ADDR: must be host:port (or empty for no admin listener)")
+		}
+	} else if c.Pprof {
+		problems = append(problems, "GATEWAY_PPROF: needs GATEWAY_ADMIN_ADDR")
+	}
+	for _, h := range c.AllowedHosts {
+		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "/ @") {
+			problems = append(problems, fmt.Sprintf("GATEWAY_ALLOWED_HOSTS: %q is not a host name, host:port, *.domain or *", h))
+		}
 	}
 	for i, k := range c.APIKeys {
 		if len(strings.TrimSpace(k)) < minAPIKeyLen {

@@ -78,7 +78,8 @@ func usage(prefix string, c any) string {
 	tw := tabwriter.NewWriter(&b, 1, 0, 2, ' ', 0)
 	_ = envconfig.Usagef(prefix, reflect.New(reflect.TypeOf(c).Elem()).Interface(), tw, envconfig.DefaultTableFormat)
 	_ = tw.Flush()
-	return b.String()
+	// The shared Relay block's descriptions say PREFIX_ for the binary's own.
+	return strings.ReplaceAll(b.String(), "PREFIX_", prefix+"_")
 }
 
 // validate checks c's validator tags and c.Validate and returns every

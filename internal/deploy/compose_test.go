@@ -306,6 +306,13 @@ func TestComposeEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("gateway", cr, emulator.RightSend)
+	// GET /token signs with the gateway's rule: it must not grant Listen
+	// (or Manage), or a browser's token could receive others' messages.
+	for _, broader := range []emulator.Rights{emulator.RightListen, emulator.RightManage} {
+		if hasRule(rules, cr.EntityPath, cr.KeyName, cr.Key, broader) {
+			t.Errorf("gateway: rule %q has the %s right; it must be Send-only", cr.KeyName, broader)
+		}
+	}
 }
 
 // TestEnvExample checks that every variable of .env.example is used by

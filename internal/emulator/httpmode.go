@@ -51,14 +51,16 @@ func (p *pendingRequest) fail(e *wireError) {
 	}
 }
 
-// deliverResponse hands a control-channel response to its waiting sender;
-// responses for unknown or finished requests are dropped.
-func (s *Server) deliverResponse(cmd *relay.ResponseCommand, body []byte) {
+// deliverResponse hands a response that arrived on control channel c to
+// its waiting sender. Responses for unknown or finished requests, and for
+// requests offered on another control channel, are dropped: a request id
+// is bound to the channel it was offered on.
+func (s *Server) deliverResponse(c *controlChannel, cmd *relay.ResponseCommand, body []byte) {
 	s.mu.Lock()
 	p := s.pendingReq[cmd.RequestID]
 	s.mu.Unlock()
-	if p == nil {
-		s.log.Debug("response for an unknown request dropped", slog.String("id", cmd.RequestID))
+	if p == nil || p.cc != c {
+		c.log.Debug("response for an unknown request dropped")
 		return
 	}
 	select {

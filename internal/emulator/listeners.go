@@ -230,7 +230,7 @@ func (c *controlChannel) readLoop() {
 					c.log.Debug("response body is not a binary message")
 				}
 			}
-			c.s.deliverResponse(m.Response, body)
+			c.s.deliverResponse(c, m.Response, body)
 		default:
 			c.log.Debug("ignoring unexpected command on control channel")
 		}

@@ -2,7 +2,9 @@ package emulator
 
 import (
 	"context"
+	crand "crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,7 +159,6 @@ type Server struct {
 	closed     bool
 	ln         net.Listener
 	srv        *http.Server
-	seq        uint64
 
 	// wg counts handler goroutines and relay pumps; Add only under mu
 	// while !closed.
@@ -447,18 +448,20 @@ func (s *Server) untrack(c *websocket.Conn) {
 	c.NetConn().Close()
 }
 
-// nextID returns a process-unique rendezvous id based on base.
+// nextID returns a rendezvous id: base (the sender's sb-hc-id, when it is
+// short and safe, else a fresh id) + "_G" + 128 random bits in hex. The
+// address needs no token, so the id is its only secret: it must not be
+// guessable from anything the sender or an observer knows (issue 12,
+// item 5). Each id is offered on one control channel and valid once.
 func (s *Server) nextID(base string) string {
 	if base == "" || len(base) > 64 || strings.ContainsFunc(base, func(r rune) bool {
 		return !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 	}) {
 		base = relay.NewID()
 	}
-	s.mu.Lock()
-	s.seq++
-	n := s.seq
-	s.mu.Unlock()
-	return fmt.Sprintf("%s_G%d", base, n)
+	var secret [16]byte
+	crand.Read(secret[:]) // never fails (crypto/rand since Go 1.24)
+	return base + "_G" + hex.EncodeToString(secret[:])
 }
 
 var errShuttingDown = &wireError{code: http.StatusServiceUnavailable, text: "The relay is shutting down.", reason: "unavailable"}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/api"
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/connlimit"
 	"github.com/relaygate/relaygate/internal/console"
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/metrics"
@@ -53,7 +54,8 @@ type Gateway struct {
 	feed     *console.Feed // what the listener receives, for the browser console
 
 	// Set by Start.
-	ln net.Listener
+	ln    *connlimit.Listener
+	admin *admin // nil without GATEWAY_ADMIN_ADDR
 }
 
 // Option changes how New assembles the gateway.
@@ -110,13 +112,15 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 	g.api = api.New(api.Config{
 		Credentials:     g.creds,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
+		MaxBatch:        cfg.MaxBatch,
 		SendTimeout:     cfg.SendTimeout,
 		DeliveryTimeout: cfg.DeliveryTimeout,
 		RetryAfter:      cfg.RetryAfter,
 		TokenMaxTTL:     cfg.TokenMaxTTL,
 		APIKeys:         cfg.APIKeys,
 		CORSOrigins:     cfg.CORSOrigins,
-		MetricsHandler:  g.metrics.Handler(),
+		ListenAddr:      cfg.Addr,
+		AllowedHosts:    cfg.AllowedHosts,
 		Console:         g.consoleHandlers(),
 		RequestOnly:     g.reqOnly != nil,
 	}, g.relayer, g.requester(requester), log.With("component", "api"), g.metrics)
@@ -157,17 +161,27 @@ func requestClient(dial *http.Client) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// Start binds cfg.Addr synchronously (so "address in use" is its error)
-// and serves in the background; Err reports a failure of the server. In
-// local mode it waits up to 5 s (bounded by ctx) for the pool to be ready.
+// Start binds cfg.Addr and cfg.AdminAddr synchronously (so "address in
+// use" is its error) and serves both in the background; Err reports a
+// failure of the API server. The API listener holds at most cfg.MaxConns
+// connections (see package connlimit). In local mode it waits up to 5 s
+// (bounded by ctx) for the pool to be ready.
 func (g *Gateway) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		return err
 	}
-	g.ln = ln
+	if err := g.startAdmin(); err != nil {
+		ln.Close()
+		return fmt.Errorf("GATEWAY_ADMIN_ADDR: %w", err)
+	}
+	maxConns := g.cfg.MaxConns
+	if maxConns <= 0 {
+		maxConns = connlimit.DefaultMax()
+	}
+	g.ln = connlimit.Wrap(ln, maxConns, g.srv)
 	go func() {
-		if err := g.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := g.srv.Serve(g.ln); !errors.Is(err, http.ErrServerClosed) {
 			g.serveErr <- err
 		}
 	}()
@@ -188,8 +202,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.log.Warn("INSECURE BIND: listening on a non-loopback address without API keys (GATEWAY_ALLOW_INSECURE_BIND=true); anyone who can reach it can send messages and mint relay tokens",
 			"addr", g.Addr())
 	}
+	g.warnBroadRule()
 	g.log.Info("gateway listening", "addr", g.Addr(), "relay", g.creds, "local_mode", g.emu != nil,
-		"mode", g.cfg.Mode, "pool_size", g.cfg.PoolSize, "api_keys", len(g.cfg.APIKeys))
+		"mode", g.cfg.Mode, "pool_size", g.cfg.PoolSize, "api_keys", len(g.cfg.APIKeys), "max_conns", maxConns)
 	return nil
 }
 
@@ -242,6 +257,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		_ = g.srv.Close()
 	}
 	if cerr := g.closeRelay(ctx); cerr != nil && err == nil {
+		err = cerr
+	}
+	if cerr := g.closeAdmin(ctx); cerr != nil && err == nil {
 		err = cerr
 	}
 	g.log.Info("stopped")

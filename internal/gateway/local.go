@@ -85,12 +85,13 @@ func preview(typ relay.MessageType, data []byte) string {
 }
 
 // startLocal starts the in-process emulator on a random loopback port with
-// a development key, and a listener that logs what it receives and
+// a Send-only rule for the gateway and a Listen-only rule for the
+// listener (localRules), and a listener that logs what it receives and
 // publishes it to the console's feed.
 func (g *Gateway) startLocal() error {
 	emu, err := emulator.New(emulator.Config{
 		Addr:       "127.0.0.1:0",
-		Rules:      []emulator.Rule{emulator.DevRule()},
+		Rules:      localRules(),
 		AutoCreate: true,
 	}, g.log.With("component", "emulator"), nil)
 	if err != nil {

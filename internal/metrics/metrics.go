@@ -6,7 +6,6 @@ package metrics
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,9 +92,12 @@ func (g *Gateway) Handler() http.Handler {
 // Registry is the registry the collectors are on (for tests and extra collectors).
 func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
 
-// ObserveRequest implements api.Metrics.
+// ObserveRequest implements api.Metrics. route must come from a fixed set
+// (the router's patterns or "unmatched"); method and status are bounded
+// here (unknown methods count as "OTHER").
 func (g *Gateway) ObserveRequest(route, method string, status int, d time.Duration) {
-	g.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	method = methodLabel(method)
+	g.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
 	g.latency.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
@@ -129,7 +131,7 @@ func (g *Gateway) gauge(s relay.ConnState) prometheus.Gauge {
 func (g *Gateway) Dialed(result string) { g.dials.WithLabelValues(result).Inc() }
 
 // ConnClosed implements relay.Metrics.
-func (g *Gateway) ConnClosed(code int) { g.closes.WithLabelValues(strconv.Itoa(code)).Inc() }
+func (g *Gateway) ConnClosed(code int) { g.closes.WithLabelValues(closeCodeLabel(code)).Inc() }
 
 // MessageSent implements relay.Metrics.
 func (g *Gateway) MessageSent(n int) {

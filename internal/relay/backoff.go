@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// DefaultBackoff is the reconnect schedule of Microsoft's clients: retry
+// defaultBackoff is the reconnect schedule of Microsoft's clients: retry
 // after 0, 1, 2, 5, 10 and then every 30 seconds.
-var DefaultBackoff = []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
+var defaultBackoff = []time.Duration{0, time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second}
 
 // backoff walks a schedule of delays, staying on the last one, with up to
 // ±20% jitter on every non-zero step so that many clients that lost the relay
@@ -20,7 +20,7 @@ type backoff struct {
 
 func newBackoff(steps []time.Duration) *backoff {
 	if len(steps) == 0 {
-		steps = DefaultBackoff
+		steps = defaultBackoff
 	}
 	return &backoff{steps: steps}
 }

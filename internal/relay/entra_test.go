@@ -106,7 +106,7 @@ func TestEntraPoolThroughEmulatorToListener(t *testing.T) {
 	}
 	go l.Run(t.Context())
 	t.Cleanup(func() { l.Close() })
-	if err := l.WaitConnected(waitCtx(t, 5*time.Second)); err != nil {
+	if err := l.WaitConnected(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -116,10 +116,10 @@ func TestEntraPoolThroughEmulatorToListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.WaitReady(waitCtx(t, 5*time.Second)); err != nil {
+	if err := p.WaitReady(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Send(waitCtx(t, 5*time.Second), relay.Message{ID: "m1", Type: relay.MessageText, Data: []byte("hello entra")}); err != nil {
+	if err := p.Send(waitCtx(t), relay.Message{ID: "m1", Type: relay.MessageText, Data: []byte("hello entra")}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -127,10 +127,10 @@ func TestEntraPoolThroughEmulatorToListener(t *testing.T) {
 		if m != "hello entra" {
 			t.Fatalf("listener got %q", m)
 		}
-	case <-waitCtx(t, 5*time.Second).Done():
+	case <-waitCtx(t).Done():
 		t.Fatal("listener got nothing")
 	}
-	p.Close(waitCtx(t, 5*time.Second))
+	p.Close(waitCtx(t))
 	l.Close()
 	testlog.AssertNoSecrets(t, lbuf.String()+pbuf.String(), append(lsrc.tokens(), psrc.tokens()...)...)
 }
@@ -149,17 +149,17 @@ func TestEntraTokensRenewed(t *testing.T) {
 	l := runListener(t, emu, "hc1", relay.ListenerConfig{Credentials: entraCreds(emu, "hc1", lsrc),
 		ConnHandler: collect(got), RenewBefore: 2 * time.Second})
 	p, err := relay.NewPool(relay.PoolConfig{Credentials: entraCreds(emu, "hc1", psrc), Size: 1,
-		RenewBefore: 2 * time.Second, Backoff: []time.Duration{0, 10 * time.Millisecond}}, testLog(t), nil)
+		RenewBefore: 2 * time.Second, Backoff: []time.Duration{0, 10 * time.Millisecond}}, testLogger(t, "pool"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.WaitReady(waitCtx(t, 5*time.Second)); err != nil {
+	if err := p.WaitReady(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	// The control channel's first token plus three renewals outlive
 	// several token lifetimes.
-	ctx := waitCtx(t, 20*time.Second)
+	ctx := waitCtx(t)
 	for i := range 4 {
 		select {
 		case <-lsrc.calls:
@@ -208,15 +208,15 @@ func TestEntraStaleTokenDoesNotSpin(t *testing.T) {
 		return relay.AccessToken{Token: tok, ExpiresOn: exp}, nil
 	})
 	// RenewBefore (5m) > the token's life: renewal is due at once.
-	p, err := relay.NewPool(relay.PoolConfig{Credentials: entraCreds(emu, "hc1", src), Size: 1}, testLog(t), nil)
+	p, err := relay.NewPool(relay.PoolConfig{Credentials: entraCreds(emu, "hc1", src), Size: 1}, testLogger(t, "pool"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.WaitReady(waitCtx(t, 5*time.Second)); err != nil {
+	if err := p.WaitReady(waitCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Send(waitCtx(t, 5*time.Second), relay.Message{ID: "x", Type: relay.MessageText, Data: []byte("x")}); err != nil {
+	if err := p.Send(waitCtx(t), relay.Message{ID: "x", Type: relay.MessageText, Data: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	// One dial, one renewal attempt refused as stale; the retry is a
@@ -292,7 +292,7 @@ func TestEntraEmulatorRejections(t *testing.T) {
 				return relay.AccessToken{Token: tt.tok, ExpiresOn: time.Now().Add(time.Minute)}, nil
 			})
 			for _, inQuery := range []bool{false, true} {
-				ws, err := relay.Dial(waitCtx(t, 5*time.Second), entraCreds(emu, "hc1", src), relay.DialOptions{TokenInQuery: inQuery})
+				ws, err := relay.Dial(waitCtx(t), entraCreds(emu, "hc1", src), relay.DialOptions{TokenInQuery: inQuery})
 				if tt.status == 0 {
 					if err != nil {
 						t.Fatalf("query %v: %v", inQuery, err)
@@ -300,7 +300,7 @@ func TestEntraEmulatorRejections(t *testing.T) {
 					ws.CloseNow()
 					continue
 				}
-				var re *relay.RelayError
+				var re *relay.StatusError
 				if !errors.As(err, &re) || re.StatusCode != tt.status || !strings.HasPrefix(re.Reason, tt.text) {
 					t.Fatalf("query %v: got %v, want %d %q", inQuery, err, tt.status, tt.text)
 				}
@@ -316,8 +316,8 @@ func TestEntraEmulatorRejections(t *testing.T) {
 	t.Run("same as SAS", func(t *testing.T) {
 		t.Parallel()
 		sas := emu.Credentials("hc1")
-		_, err := relay.Dial(waitCtx(t, 5*time.Second), sas, relay.DialOptions{Now: func() time.Time { return now.Add(-2 * time.Hour) }})
-		var re *relay.RelayError
+		_, err := relay.Dial(waitCtx(t), sas, relay.DialOptions{Now: func() time.Time { return now.Add(-2 * time.Hour) }})
+		var re *relay.StatusError
 		if !errors.As(err, &re) || re.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(re.Reason, expired) {
 			t.Fatalf("SAS expired: %v, want 401 %q", err, expired)
 		}
@@ -332,7 +332,7 @@ func TestEntraEmulatorRejections(t *testing.T) {
 			if !errors.Is(err, relay.ErrForbidden) {
 				t.Fatalf("got %v, want ErrForbidden", err)
 			}
-		case <-waitCtx(t, 5*time.Second).Done():
+		case <-waitCtx(t).Done():
 			t.Fatal("Run did not return")
 		}
 	})
@@ -360,7 +360,7 @@ func TestEntraTokenSourceErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := relay.Credentials{Host: "127.0.0.1:1", EntityPath: "hc", Insecure: true, TokenSource: tt.src}
-			if _, err := relay.Dial(waitCtx(t, 5*time.Second), c, relay.DialOptions{}); !errors.Is(err, relay.ErrTokenSource) {
+			if _, err := relay.Dial(waitCtx(t), c, relay.DialOptions{}); !errors.Is(err, relay.ErrTokenSource) {
 				t.Fatalf("got %v, want ErrTokenSource", err)
 			}
 			if _, _, err := c.Token(time.Now(), time.Hour); !errors.Is(err, relay.ErrTokenMintingUnavailable) {

@@ -15,8 +15,8 @@ import (
 // HTTPSender sends HTTP requests to a Hybrid Connection in HTTP request
 // mode: an ordinary request to https://{Host}/{EntityPath}[/suffix] with the
 // token in the ServiceBusAuthorization header (or, by TokenPlacement, the
-// sb-hc-token query parameter). Its fields must not change
-// after first use; Do is then safe for concurrent use.
+// sb-hc-token query parameter). Its fields must not change after first
+// use; Do and Send are then safe for concurrent use.
 type HTTPSender struct {
 	// Credentials need the Send right (or none, for an entity that does
 	// not require client authorization).
@@ -79,11 +79,11 @@ func (s *HTTPSender) accessToken(ctx context.Context, now time.Time) (string, er
 	return tok, nil
 }
 
-// Do sends one request and returns the response: the listener's (see
-// FromListener) or the relay's own error response (401, 403, 404, 502 no
+// Do sends one request and returns the response: the listener's (with a
+// Via header; Send tells them apart) or the relay's own error response (401, 403, 404, 502 no
 // listener, 504 listener too slow), which the caller must close as usual.
 // An error is returned only when no response arrived; a deadline gives a
-// *RelayError matching ErrTimeout. Bodies of unknown length or over 64 kB
+// *StatusError matching ErrTimeout. Bodies of unknown length or over 64 kB
 // travel through a rendezvous, which the relay handles transparently.
 // Errors never contain the token.
 func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Values, header http.Header, body io.Reader) (*http.Response, error) {
@@ -118,7 +118,7 @@ func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Va
 	if req, err = s.newRequest(ctx, method, suffix, query, header, body, tok, true); err != nil {
 		return nil, err
 	}
-	if resp, err = s.send(req, tok); err == nil && (resp.StatusCode != http.StatusUnauthorized || FromListener(resp)) {
+	if resp, err = s.send(req, tok); err == nil && (resp.StatusCode != http.StatusUnauthorized || fromListener(resp)) {
 		s.queryLearned.Store(true)
 	}
 	return resp, err
@@ -157,9 +157,9 @@ func (s *HTTPSender) send(req *http.Request, tok string) (*http.Response, error)
 	if err != nil {
 		redactURLErrors(err)
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, &RelayError{Reason: "no answer before the deadline", Action: ActionRequest, err: newRedacted("", err, tok)}
+			return nil, &StatusError{Reason: "no answer before the deadline", Action: ActionRequest, err: newRedacted("", err, tok)}
 		}
-		return nil, newRedacted("relay: request", err, tok)
+		return nil, unreachable("relay: request", req.Context(), err, tok)
 	}
 	return resp, nil
 }
@@ -168,13 +168,32 @@ func (s *HTTPSender) send(req *http.Request, tok string) (*http.Response, error)
 // 401 to a token in the header and req's body can be sent again.
 func (s *HTTPSender) retryInQuery(inQuery bool, req *http.Request, resp *http.Response) bool {
 	return s.TokenPlacement == TokenAuto && !inQuery &&
-		resp.StatusCode == http.StatusUnauthorized && !FromListener(resp) &&
+		resp.StatusCode == http.StatusUnauthorized && !fromListener(resp) &&
 		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 }
 
-// FromListener reports whether resp came from the listener rather than from
+// Send sends one request like Do and returns the listener's response,
+// which the caller must close. When the relay answered itself (no listener,
+// no such hybrid connection, credentials refused, listener too slow, relay
+// failure) it returns a *StatusError matching the sentinel for that answer
+// (see StatusError) and closes the relay's response. A relay that cannot
+// be reached gives an error matching ErrUnreachable.
+func (s *HTTPSender) Send(ctx context.Context, method, suffix string, query url.Values, header http.Header, body io.Reader) (*http.Response, error) {
+	resp, err := s.Do(ctx, method, suffix, query, header, body)
+	if err != nil {
+		return nil, err
+	}
+	if fromListener(resp) {
+		return resp, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return nil, &StatusError{StatusCode: resp.StatusCode, Reason: reasonPhrase(resp), Action: ActionRequest}
+}
+
+// fromListener reports whether resp came from the listener rather than from
 // the relay itself: the relay adds a Via header to listeners' responses
 // only.
-func FromListener(resp *http.Response) bool {
+func fromListener(resp *http.Response) bool {
 	return resp != nil && resp.Header.Get("Via") != ""
 }

@@ -83,7 +83,7 @@ func TestHTTPModeInlineAndRendezvous(t *testing.T) {
 			if tt.reqLen == 0 {
 				body = nil
 			}
-			resp, err := s.Do(waitCtx(t, 10*time.Second), tt.method, "api/items", url.Values{"resp": {strconv.Itoa(tt.resLen)}, "sb-hc-id": {"x"}},
+			resp, err := s.Do(waitCtx(t), tt.method, "api/items", url.Values{"resp": {strconv.Itoa(tt.resLen)}, "sb-hc-id": {"x"}},
 				http.Header{"X-App": {"v"}}, body)
 			if err != nil {
 				t.Fatal(err)
@@ -145,7 +145,7 @@ func TestHTTPModeRelayErrors(t *testing.T) {
 		if c == (relay.Credentials{}) {
 			c = emu.Credentials(entity)
 		}
-		resp, err := (&relay.HTTPSender{Credentials: c}).Do(waitCtx(t, 5*time.Second), http.MethodGet, "", q, nil, nil)
+		resp, err := (&relay.HTTPSender{Credentials: c}).Do(waitCtx(t), http.MethodGet, "", q, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

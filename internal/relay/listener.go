@@ -75,8 +75,8 @@ type ListenerConfig struct {
 	// DefaultPingInterval. A ping unanswered within the interval drops the
 	// control channel.
 	PingInterval time.Duration
-	// Backoff is the reconnect schedule; nil means DefaultBackoff. Delays
-	// are jittered by ±20%.
+	// Backoff is the reconnect schedule; nil means Microsoft clients' (0,
+	// 1, 2, 5, 10 s, then every 30 s). Delays are jittered by ±20%.
 	Backoff []time.Duration
 	// HTTPClient carries the TLS configuration for wss:// (a custom CA);
 	// nil means http.DefaultClient.
@@ -170,7 +170,7 @@ func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
 // Run opens the control channel and keeps it open until ctx is done or
 // Close is called, then returns nil after every accepted connection's
 // ConnHandler and every HTTP request have returned (they see their ctx
-// cancelled). It returns an error wrapping ErrNotFound when the relay
+// cancelled). It returns an error wrapping ErrEntityNotFound when the relay
 // answers 404 (no such entity: not retried), and one wrapping
 // ErrUnauthorized, ErrForbidden or ErrInvalidCredentials when the first
 // attempt is refused for its credentials. Every other failure is retried
@@ -208,7 +208,7 @@ func (l *Listener) Run(ctx context.Context) error {
 				return nil
 			}
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrEntityNotFound):
 				return fmt.Errorf("relay: listen on %q: %w", l.cfg.Credentials.EntityPath, err)
 			case first && (errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrInvalidCredentials)):
 				return fmt.Errorf("relay: listen on %q: %w", l.cfg.Credentials.EntityPath, err)
@@ -250,13 +250,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// Connected reports whether the control channel is open.
-func (l *Listener) Connected() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.connected
 }
 
 // WaitConnected blocks until the control channel is open, ctx is done

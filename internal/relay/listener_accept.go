@@ -185,7 +185,7 @@ func (l *Listener) reject(ctx context.Context, address string, status int, desc 
 		ws.CloseNow()
 		return errors.New("relay: reject was answered with an upgrade")
 	}
-	var re *RelayError
+	var re *StatusError
 	if errors.As(err, &re) && re.StatusCode == http.StatusGone {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -23,7 +24,17 @@ import (
 // relay's side. The emulator tests cover the real exchange.
 func scriptedRelay(t *testing.T, script func(ctx context.Context, r *http.Request, ws *websocket.Conn), pings *atomic.Int32) relay.Credentials {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(scriptedHandler(script, pings))
+	t.Cleanup(srv.Close)
+	c := credsFor(t, srv.URL)
+	c.KeyName = "listen"
+	return c
+}
+
+// scriptedHandler is scriptedRelay's handler; pings (if not nil) counts
+// the pings received.
+func scriptedHandler(script func(ctx context.Context, r *http.Request, ws *websocket.Conn), pings *atomic.Int32) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
 			if pings != nil {
 				pings.Add(1)
@@ -35,11 +46,7 @@ func scriptedRelay(t *testing.T, script func(ctx context.Context, r *http.Reques
 		}
 		defer ws.CloseNow()
 		script(r.Context(), r, ws)
-	}))
-	t.Cleanup(srv.Close)
-	c := credsFor(t, srv.URL)
-	c.KeyName = "listen"
-	return c
+	})
 }
 
 func readJSON(t *testing.T, ctx context.Context, ws *websocket.Conn) *relay.ControlMessage {
@@ -99,7 +106,7 @@ func TestListenerControlChannel(t *testing.T) {
 			w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
 			w.Write([]byte(strings.ToUpper(string(b)) + " " + r.URL.RawQuery))
 		}),
-	}, testLog(t))
+	}, testLogger(t, "listener"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +115,7 @@ func TestListenerControlChannel(t *testing.T) {
 	var res result
 	select {
 	case res = <-done:
-	case <-waitCtx(t, 5*time.Second).Done():
+	case <-waitCtx(t).Done():
 		t.Fatal("no response")
 	}
 	l.Close()
@@ -128,57 +135,61 @@ func TestListenerControlChannel(t *testing.T) {
 
 func TestListenerRenewsTokenAndPings(t *testing.T) {
 	t.Parallel()
-	var pings atomic.Int32
-	renewed := make(chan *relay.Token, 1)
-	var first atomic.Pointer[relay.Token]
-	creds := scriptedRelay(t, func(ctx context.Context, r *http.Request, ws *websocket.Conn) {
-		tk, err := relay.ParseToken(r.Header.Get(relay.HeaderAuthorization))
+	// A fake clock: the renewal (after 1 s) and the pings (every 50 ms,
+	// each answered within the interval or the channel drops) do not
+	// depend on the machine's load.
+	synctest.Test(t, func(t *testing.T) {
+		var pings atomic.Int32
+		renewed := make(chan *relay.Token, 1)
+		var first atomic.Pointer[relay.Token]
+		client := serveMem(t, scriptedHandler(func(ctx context.Context, r *http.Request, ws *websocket.Conn) {
+			tk, err := relay.ParseToken(r.Header.Get(relay.HeaderAuthorization))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			first.Store(tk)
+			m := readJSON(t, ctx, ws) // pings are answered while reading
+			if m == nil || m.RenewToken == nil {
+				t.Errorf("got %+v, want renewToken", m)
+				return
+			}
+			tk2, err := relay.ParseToken(m.RenewToken.Token)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			renewed <- tk2
+			for { // later renewals and pings, until the listener closes
+				if _, _, err := ws.Read(ctx); err != nil {
+					return
+				}
+			}
+		}, &pings))
+		creds := relay.Credentials{Host: memHost, EntityPath: "hc1", KeyName: "listen", Key: testKey, Insecure: true}
+		l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, TokenTTL: 3 * time.Second, RenewBefore: 2 * time.Second,
+			PingInterval: 50 * time.Millisecond, ConnHandler: echo, HTTPClient: client}, testLogger(t, "listener"))
 		if err != nil {
-			t.Error(err)
-			return
+			t.Fatal(err)
 		}
-		first.Store(tk)
-		m := readJSON(t, ctx, ws) // pings are answered while reading
-		if m == nil || m.RenewToken == nil {
-			t.Errorf("got %+v, want renewToken", m)
-			return
+		runErr := make(chan error, 1)
+		go func() { runErr <- l.Run(t.Context()) }()
+		tk := <-renewed
+		if f := first.Load(); !tk.Expiry.After(f.Expiry) || tk.KeyName != "listen" || !tk.CheckSignature(testKey) {
+			t.Errorf("renewed token %v (first %v)", tk, f)
 		}
-		tk2, err := relay.ParseToken(m.RenewToken.Token)
-		if err != nil {
-			t.Error(err)
-			return
+		time.Sleep(time.Second) // fake time: 20 ping intervals
+		if n := pings.Load(); n < 3 {
+			t.Errorf("%d pings in 1 s at a 50 ms interval, want ≥ 3", n)
 		}
-		renewed <- tk2
-		ws.Read(ctx)
-	}, &pings)
-	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, TokenTTL: 3 * time.Second, RenewBefore: 2 * time.Second,
-		PingInterval: 50 * time.Millisecond, ConnHandler: echo}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- l.Run(t.Context()) }()
-	defer func() {
+		if n := l.Sessions(); n != 1 {
+			t.Errorf("%d sessions, want 1 (the channel was dropped)", n)
+		}
 		l.Close()
 		if err := <-runErr; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
-	select {
-	case tk := <-renewed:
-		if f := first.Load(); !tk.Expiry.After(f.Expiry) || tk.KeyName != "listen" || !tk.CheckSignature(testKey) {
-			t.Errorf("renewed token %v (first %v)", tk, f)
-		}
-	case <-waitCtx(t, 5*time.Second).Done():
-		t.Fatal("no renewToken")
-	}
-	ctx := waitCtx(t, 5*time.Second)
-	for pings.Load() < 3 {
-		if ctx.Err() != nil {
-			t.Fatalf("%d pings, want ≥ 3", pings.Load())
-		}
-		pollPause()
-	}
+	})
 }
 
 func TestListenerRetriesAfterFirstSuccess(t *testing.T) {
@@ -205,24 +216,20 @@ func TestListenerRetriesAfterFirstSuccess(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	creds := credsFor(t, srv.URL)
-	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, ConnHandler: echo, Backoff: []time.Duration{0, time.Millisecond}}, testLog(t))
+	l, err := relay.NewListener(relay.ListenerConfig{Credentials: creds, ConnHandler: echo, Backoff: []time.Duration{0, time.Millisecond}}, testLogger(t, "listener"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- l.Run(t.Context()) }()
-	ctx := waitCtx(t, 5*time.Second)
-	for n.Load() < 4 || !l.Connected() {
+	waitFor(t, "four attempts and a connected listener", func() bool {
 		select {
 		case err := <-runErr:
 			t.Fatalf("Run returned %v", err)
 		default:
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("attempts %d, connected %v", n.Load(), l.Connected())
-		}
-		pollPause()
-	}
+		return n.Load() >= 4 && l.Connected()
+	})
 	l.Close()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)

@@ -56,7 +56,8 @@ type Metrics interface {
 	// never counted.
 	ConnStateChanged(from, to ConnState)
 	// Dialed reports the result of one dial: "ok", or the failure reason
-	// "unauthorized", "forbidden", "not_found" (no listener), "timeout",
+	// "unauthorized", "forbidden", "not_found" (no listener), "no_entity"
+	// (no such hybrid connection), "timeout",
 	// "relay_error" (5xx or other status), "network" or "canceled".
 	Dialed(result string)
 	// ConnClosed reports a connection that the relay or the network ended:
@@ -74,21 +75,21 @@ type Metrics interface {
 	Rejected(reason string)
 }
 
-// NopMetrics is a Metrics that discards everything; NewPool uses it when
+// nopMetrics is a Metrics that discards everything; NewPool uses it when
 // given nil.
-type NopMetrics struct{}
+type nopMetrics struct{}
 
 // ConnStateChanged does nothing.
-func (NopMetrics) ConnStateChanged(from, to ConnState) {}
+func (nopMetrics) ConnStateChanged(from, to ConnState) {}
 
 // Dialed does nothing.
-func (NopMetrics) Dialed(result string) {}
+func (nopMetrics) Dialed(result string) {}
 
 // ConnClosed does nothing.
-func (NopMetrics) ConnClosed(code int) {}
+func (nopMetrics) ConnClosed(code int) {}
 
 // MessageSent does nothing.
-func (NopMetrics) MessageSent(bytes int) {}
+func (nopMetrics) MessageSent(bytes int) {}
 
 // Rejected does nothing.
-func (NopMetrics) Rejected(reason string) {}
+func (nopMetrics) Rejected(reason string) {}

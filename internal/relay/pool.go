@@ -209,7 +209,7 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if m == nil {
-		m = NopMetrics{}
+		m = nopMetrics{}
 	}
 	p := &Pool{
 		cfg:      cfg,
@@ -673,12 +673,12 @@ func (p *Pool) dialFailed(c *conn, err error) {
 	p.dialErrors.Add(1)
 	result, reason := dialReason(err)
 	p.m.Dialed(result)
-	// Keep the relay's refusal in the chain, so a 404 ("no listener")
-	// matches ErrNotFound as well as ErrUnavailable.
+	// Keep the typed cause in the chain, so a 404 ("no listener")
+	// matches ErrNoListener as well as ErrUnavailable.
 	failErr := fmt.Errorf("%w: %s: %w", ErrUnavailable, reason, err)
 	if result == "network" {
-		// Network errors may quote the dial URL; keep only the reason.
-		failErr = fmt.Errorf("%w: %s", ErrUnavailable, reason)
+		// Network errors may quote the dial URL; keep only the cause.
+		failErr = fmt.Errorf("%w: %w", ErrUnavailable, ErrUnreachable)
 	}
 	if result == "unauthorized" || result == "forbidden" {
 		failErr = fmt.Errorf("relay: relay refused credentials: %w", err)
@@ -702,11 +702,13 @@ func dialReason(err error) (result, reason string) {
 		return "unauthorized", "relay refused credentials"
 	case errors.Is(err, ErrForbidden):
 		return "forbidden", "relay refused credentials"
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNoListener):
 		return "not_found", "no listener connected"
+	case errors.Is(err, ErrEntityNotFound):
+		return "no_entity", "hybrid connection does not exist"
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return "timeout", "relay timed out"
-	case errors.Is(err, ErrRelayUnavailable):
+	case errors.Is(err, ErrServerError):
 		return "relay_error", "relay error"
 	case errors.Is(err, ErrTokenSource):
 		return "token_source", "token source failed"

@@ -30,7 +30,6 @@ type poolSink struct {
 	conns      atomic.Int64
 	stall      atomic.Bool // when set, new reads block until the sink stops
 	stallFirst atomic.Bool // when set, the first connection never reads
-	smallBufs  bool        // set before start: 64 KiB receive buffers, so a stalled connection fills up fast
 }
 
 func startPoolSink(tb testing.TB, opts ...func(*poolSink)) *poolSink {
@@ -39,60 +38,15 @@ func startPoolSink(tb testing.TB, opts ...func(*poolSink)) *poolSink {
 	for _, o := range opts {
 		o(s)
 	}
-	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
-	}
-	if s.smallBufs {
-		ln = smallBufListener{ln}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, relay.HCPathPrefix) || r.URL.Query().Get(relay.QueryAction) != string(relay.ActionConnect) {
-				http.Error(w, "not a connect", http.StatusBadRequest)
-				return
-			}
-			ws, err := websocket.Accept(w, r, nil)
-			if err != nil {
-				return
-			}
-			n := s.conns.Add(1)
-			ws.SetReadLimit(64 << 20)
-			defer ws.CloseNow()
-			go func() { <-ctx.Done(); ws.CloseNow() }()
-			if n == 1 && s.stallFirst.Load() {
-				<-ctx.Done()
-				return
-			}
-			buf := make([]byte, 32<<10)
-			for {
-				if s.stall.Load() {
-					<-ctx.Done()
-					return
-				}
-				_, rd, err := ws.Reader(context.Background())
-				if err != nil {
-					return
-				}
-				var n int64
-				for {
-					m, err := rd.Read(buf)
-					n += int64(m)
-					if err == io.EOF {
-						break
-					}
-					if err != nil {
-						return
-					}
-				}
-				s.msgs.Add(1)
-				s.bytes.Add(n)
-			}
-		}),
+		Handler:           s.handler(ctx),
 	}
 	go srv.Serve(ln)
 	tb.Cleanup(func() {
@@ -101,6 +55,53 @@ func startPoolSink(tb testing.TB, opts ...func(*poolSink)) *poolSink {
 	})
 	s.creds = relay.Credentials{Host: ln.Addr().String(), EntityPath: "sink", KeyName: "k", Key: "a2V5", Insecure: true}
 	return s
+}
+
+// handler accepts connect WebSockets and counts what they carry until ctx
+// is done.
+func (s *poolSink) handler(ctx context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, relay.HCPathPrefix) || r.URL.Query().Get(relay.QueryAction) != string(relay.ActionConnect) {
+			http.Error(w, "not a connect", http.StatusBadRequest)
+			return
+		}
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		n := s.conns.Add(1)
+		ws.SetReadLimit(64 << 20)
+		defer ws.CloseNow()
+		go func() { <-ctx.Done(); ws.CloseNow() }()
+		if n == 1 && s.stallFirst.Load() {
+			<-ctx.Done()
+			return
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			if s.stall.Load() {
+				<-ctx.Done()
+				return
+			}
+			_, rd, err := ws.Reader(context.Background())
+			if err != nil {
+				return
+			}
+			var n int64
+			for {
+				m, err := rd.Read(buf)
+				n += int64(m)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return
+				}
+			}
+			s.msgs.Add(1)
+			s.bytes.Add(n)
+		}
+	})
 }
 
 // newPoolOnSink returns a ready pool over a sink.
@@ -125,7 +126,7 @@ func newPoolOnSink(tb testing.TB, s *poolSink, cfg relay.PoolConfig) *relay.Pool
 	}
 	// WaitReady returns with the first conn; wait for all of them so
 	// every run measures the same pool.
-	poolWaitFor(tb, 10*time.Second, "every connection ready", func() bool { return p.Stats().Ready == p.Stats().Size })
+	waitFor(tb, "every connection ready", func() bool { return p.Stats().Ready == p.Stats().Size })
 	return p
 }
 
@@ -205,15 +206,4 @@ func BenchmarkPoolSendEmulator(b *testing.B) {
 			}
 		}
 	})
-}
-
-// smallBufListener shrinks each accepted connection's receive buffer.
-type smallBufListener struct{ net.Listener }
-
-func (l smallBufListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetReadBuffer(64 << 10)
-	}
-	return c, err
 }

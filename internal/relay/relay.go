@@ -34,8 +34,10 @@ type Message struct {
 }
 
 // Sentinel errors. Callers match them with errors.Is; wrapped errors carry
-// the detail (never a key, signature or token). A RelayError (returned when
-// the relay refuses a connection) matches exactly one of the first five.
+// the detail (never a key, signature or token). A *StatusError (the relay
+// refused a connection or request, or did not answer in time) matches
+// exactly one of the first six; a relay that could not be reached gives an
+// error matching ErrUnreachable.
 var (
 	// ErrUnauthorized: the relay answered 401 (missing, malformed, expired
 	// or badly signed token).
@@ -43,14 +45,24 @@ var (
 	// ErrForbidden: the relay answered 403 (token not valid for this entity
 	// or action, or a quota).
 	ErrForbidden = errors.New("relay: forbidden")
-	// ErrNotFound: the relay answered 404: no such entity, or (for a
-	// sender) no listener connected. Retryable for senders.
-	ErrNotFound = errors.New("relay: endpoint not found")
-	// ErrRelayUnavailable: the relay answered 5xx or an unexpected status.
-	ErrRelayUnavailable = errors.New("relay: relay error")
+	// ErrEntityNotFound: the hybrid connection does not exist (404 to a
+	// listen or to an HTTP request: "Endpoint does not exist").
+	ErrEntityNotFound = errors.New("relay: hybrid connection does not exist")
+	// ErrNoListener: no listener is connected (502 "could not be routed to
+	// any listener" to an HTTP request, or 404 to a WebSocket connect).
+	// The relay answers a connect with the same 404 "Endpoint does not
+	// exist" when the hybrid connection itself is missing, so for a
+	// connect this may also mean a wrong EntityPath. Retryable.
+	ErrNoListener = errors.New("relay: no listener connected")
+	// ErrServerError: the relay answered 5xx (other than 502 to an HTTP
+	// request and 504) or an unexpected status.
+	ErrServerError = errors.New("relay: relay error")
 	// ErrTimeout: the relay did not answer in time (408/504, or a dial or
 	// handshake deadline).
 	ErrTimeout = errors.New("relay: timeout")
+	// ErrUnreachable: the relay could not be reached (DNS, connection
+	// refused or reset, TLS, or a connection closed before any answer).
+	ErrUnreachable = errors.New("relay: relay unreachable")
 
 	// ErrClosed: the pool or listener was closed.
 	ErrClosed = errors.New("relay: closed")

@@ -22,7 +22,9 @@ type sasVector struct {
 
 func loadVectors(t testing.TB) []sasVector {
 	t.Helper()
-	data, err := os.ReadFile("../../../shared/testdata/sas-vectors.json")
+	// The vectors come from the seed's Python and Microsoft's Node
+	// implementations; see testdata/README.md.
+	data, err := os.ReadFile("testdata/sas-vectors.json")
 	if err != nil {
 		t.Fatalf("read vectors: %v", err)
 	}

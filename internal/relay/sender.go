@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -62,8 +59,8 @@ type DialOptions struct {
 // a deadline.
 //
 // When the relay or the listener refuses the upgrade, the error is a
-// *RelayError with the status and reason phrase; deadline expiry gives a
-// *RelayError matching ErrTimeout. Errors never contain the token. The
+// *StatusError with the status and reason phrase; deadline expiry gives a
+// *StatusError matching ErrTimeout. Errors never contain the token. The
 // returned connection has its read limit set (o.ReadLimit) and follows
 // coder/websocket's concurrency rules: one reader and one writer at a time.
 // Dial is safe for concurrent use.
@@ -120,7 +117,7 @@ func readLimit(n int64) int64 {
 }
 
 // dialURL performs the WebSocket handshake on u and turns a refusal into a
-// *RelayError. secret (the token, if any) is scrubbed from every error.
+// *StatusError. secret (the token, if any) is scrubbed from every error.
 func dialURL(ctx context.Context, u string, action Action, opts *websocket.DialOptions, secret string) (*websocket.Conn, error) {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = dialClient
@@ -146,16 +143,26 @@ var dialClient = &http.Client{Transport: &http.Transport{
 func refusal(ctx context.Context, action Action, resp *http.Response, err error, secret string) error {
 	redactURLErrors(err)
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		return &RelayError{
+		return &StatusError{
 			StatusCode: resp.StatusCode,
 			Reason:     redact(reasonPhrase(resp), secret),
 			Action:     action,
 		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded {
-		return &RelayError{Reason: "no answer before the deadline", Action: action, err: newRedacted("", err, secret)}
+		return &StatusError{Reason: "no answer before the deadline", Action: action, err: newRedacted("", err, secret)}
 	}
-	return newRedacted(fmt.Sprintf("relay: %s", action), err, secret)
+	return unreachable(fmt.Sprintf("relay: %s", action), ctx, err, secret)
+}
+
+// unreachable wraps a transport error (no response at all): it matches
+// ErrUnreachable unless the caller cancelled.
+func unreachable(prefix string, ctx context.Context, err error, secret string) error {
+	e := newRedacted(prefix, err, secret)
+	if !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		e.kind = ErrUnreachable
+	}
+	return e
 }
 
 // reasonPhrase returns the status line's text after the code, which the
@@ -171,12 +178,14 @@ func reasonPhrase(resp *http.Response) string {
 	return s
 }
 
-// RelayError is returned when the relay (or, on a reject, the listener)
+// StatusError is returned when the relay (or, on a reject, the listener)
 // refuses a WebSocket upgrade or HTTP request, or does not answer in time.
-// errors.Is matches exactly one of ErrUnauthorized (401), ErrForbidden (403),
-// ErrNotFound (404), ErrTimeout (408, 504, or a deadline: StatusCode 0) and
-// ErrRelayUnavailable (any other status). It never contains a token.
-type RelayError struct {
+// errors.Is matches exactly one of ErrUnauthorized (401), ErrForbidden
+// (403), ErrEntityNotFound (404 to listen, accept or request),
+// ErrNoListener (404 to connect, 502 to request), ErrTimeout (408, 504, or
+// a deadline: StatusCode 0) and ErrServerError (any other status). It
+// never contains a token.
+type StatusError struct {
 	// StatusCode is the HTTP status; 0 when the relay did not answer.
 	StatusCode int
 	// Reason is the relay's reason phrase (the status description), which
@@ -189,7 +198,7 @@ type RelayError struct {
 }
 
 // Error describes the refusal: "relay: connect refused: 404 Endpoint does not exist…".
-func (e *RelayError) Error() string {
+func (e *StatusError) Error() string {
 	if e.StatusCode == 0 {
 		if e.err != nil {
 			return fmt.Sprintf("relay: %s: %s: %v", e.Action, e.Reason, e.err)
@@ -200,55 +209,39 @@ func (e *RelayError) Error() string {
 }
 
 // Is reports whether target is the sentinel for e's status.
-func (e *RelayError) Is(target error) bool { return target == e.sentinel() }
+func (e *StatusError) Is(target error) bool { return target == e.sentinel() }
 
 // Unwrap returns the cause of a deadline error (context.DeadlineExceeded).
-func (e *RelayError) Unwrap() error { return e.err }
+func (e *StatusError) Unwrap() error { return e.err }
 
-func (e *RelayError) sentinel() error {
-	switch {
-	case e.StatusCode == 0, e.StatusCode == http.StatusRequestTimeout, e.StatusCode == http.StatusGatewayTimeout:
+func (e *StatusError) sentinel() error {
+	switch e.StatusCode {
+	case 0, http.StatusRequestTimeout, http.StatusGatewayTimeout:
 		return ErrTimeout
-	case e.StatusCode == http.StatusUnauthorized:
+	case http.StatusUnauthorized:
 		return ErrUnauthorized
-	case e.StatusCode == http.StatusForbidden:
+	case http.StatusForbidden:
 		return ErrForbidden
-	case e.StatusCode == http.StatusNotFound:
-		return ErrNotFound
+	case http.StatusNotFound:
+		if e.Action == ActionConnect {
+			return ErrNoListener
+		}
+		return ErrEntityNotFound
+	case http.StatusBadGateway:
+		if e.Action == ActionRequest {
+			return ErrNoListener
+		}
 	}
-	return ErrRelayUnavailable
-}
-
-// Retryable reports whether trying again later may succeed: true for 404 (no
-// listener yet), 5xx and other unexpected statuses, timeouts and network
-// errors; false for 401/403, invalid credentials, cancellation and nil.
-func Retryable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var re *RelayError
-	if errors.As(err, &re) {
-		s := re.sentinel()
-		return s != ErrUnauthorized && s != ErrForbidden
-	}
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrClosed):
-		return false
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed),
-		errors.Is(err, ErrConnLost), errors.Is(err, ErrUnavailable), errors.Is(err, ErrOverloaded):
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne)
+	return ErrServerError
 }
 
 // redactedError wraps a transport error whose text may contain the token
 // (net/http puts the URL, with sb-hc-token, in *url.Error). Its text is
 // computed once, without the secret, which it does not keep.
 type redactedError struct {
-	msg string
-	err error
+	msg  string
+	err  error
+	kind error // a sentinel it also matches, or nil
 }
 
 func newRedacted(prefix string, err error, secret string) *redactedError {
@@ -262,6 +255,8 @@ func newRedacted(prefix string, err error, secret string) *redactedError {
 func (e *redactedError) Error() string { return e.msg }
 
 func (e *redactedError) Unwrap() error { return e.err }
+
+func (e *redactedError) Is(target error) bool { return e.kind != nil && target == e.kind }
 
 // redact removes secret, raw and in its query and path encodings, from s.
 func redact(s, secret string) string {

@@ -63,14 +63,14 @@ func TestDialRefusals(t *testing.T) {
 	}{
 		{401, relay.ErrUnauthorized, false},
 		{403, relay.ErrForbidden, false},
-		{404, relay.ErrNotFound, true},
+		{404, relay.ErrNoListener, true}, // to a connect; ErrEntityNotFound to a listen or request
 		{408, relay.ErrTimeout, true},
 		{504, relay.ErrTimeout, true},
-		{500, relay.ErrRelayUnavailable, true},
-		{502, relay.ErrRelayUnavailable, true},
-		{418, relay.ErrRelayUnavailable, true},
+		{500, relay.ErrServerError, true},
+		{502, relay.ErrServerError, true}, // to a connect; ErrNoListener to a request
+		{418, relay.ErrServerError, true},
 	}
-	sentinels := []error{relay.ErrUnauthorized, relay.ErrForbidden, relay.ErrNotFound, relay.ErrTimeout, relay.ErrRelayUnavailable}
+	sentinels := []error{relay.ErrUnauthorized, relay.ErrForbidden, relay.ErrEntityNotFound, relay.ErrNoListener, relay.ErrTimeout, relay.ErrServerError, relay.ErrUnreachable}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.code), func(t *testing.T) {
 			t.Parallel()
@@ -83,9 +83,9 @@ func TestDialRefusals(t *testing.T) {
 				if ws != nil {
 					t.Fatal("got a connection")
 				}
-				var re *relay.RelayError
+				var re *relay.StatusError
 				if !errors.As(err, &re) || re.StatusCode != tt.code || re.Reason != reason || re.Action != relay.ActionConnect {
-					t.Fatalf("got %#v, want RelayError %d %q", err, tt.code, reason)
+					t.Fatalf("got %#v, want StatusError %d %q", err, tt.code, reason)
 				}
 				n := 0
 				for _, s := range sentinels {
@@ -156,11 +156,11 @@ func TestDialDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, err := relay.Dial(ctx, credsFor(t, srv.URL), relay.DialOptions{})
-	var re *relay.RelayError
+	var re *relay.StatusError
 	if !errors.As(err, &re) || re.StatusCode != 0 || !errors.Is(err, relay.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("got %v, want a RelayError matching ErrTimeout and DeadlineExceeded", err)
+		t.Fatalf("got %v, want a StatusError matching ErrTimeout and DeadlineExceeded", err)
 	}
-	if errors.Is(err, relay.ErrRelayUnavailable) || !relay.Retryable(err) {
+	if errors.Is(err, relay.ErrServerError) || !relay.Retryable(err) {
 		t.Fatalf("classification of %v", err)
 	}
 }
@@ -243,8 +243,8 @@ func TestRetryable(t *testing.T) {
 		{fmt.Errorf("x: %w", relay.ErrInvalidCredentials), false},
 		{context.DeadlineExceeded, true},
 		{&net.OpError{Op: "dial", Err: errors.New("boom")}, true},
-		{fmt.Errorf("wrapped: %w", &relay.RelayError{StatusCode: 403}), false},
-		{fmt.Errorf("wrapped: %w", &relay.RelayError{StatusCode: 503}), true},
+		{fmt.Errorf("wrapped: %w", &relay.StatusError{StatusCode: 403}), false},
+		{fmt.Errorf("wrapped: %w", &relay.StatusError{StatusCode: 503}), true},
 		{errors.New("something else"), false},
 	}
 	for _, tt := range tests {

@@ -175,7 +175,11 @@
 
   // ---- send ----------------------------------------------------------
 
-  const examples = { json: '{"message": "hello from the console"}', text: 'hello from the console' };
+  const examples = {
+    json: '{"message": "hello from the console"}',
+    text: 'hello from the console',
+    batch: '{"message": "first of a batch"}\n{"message": "second of a batch"}',
+  };
 
   function formatChanged() {
     const fmt = $('send-format').value;
@@ -183,14 +187,16 @@
     for (const [k, v] of Object.entries(examples)) {
       if (k !== fmt && body.value === v) body.value = examples[fmt];
     }
-    $('send-hint').hidden = fmt !== 'json';
+    $('send-hint').hidden = fmt === 'text';
+    $('send-delivery').disabled = fmt === 'batch';
   }
 
   async function send(ev) {
     ev.preventDefault();
     const fmt = $('send-format').value;
-    const url = '/messages' + ($('send-delivery').value === 'request' ? '?delivery=request' : '');
-    const ct = fmt === 'json' ? 'application/json' : 'text/plain; charset=utf-8';
+    const contentTypes = { json: 'application/json', text: 'text/plain; charset=utf-8', batch: 'application/x-ndjson' };
+    const url = fmt === 'batch' ? '/messages:batch' : '/messages' + ($('send-delivery').value === 'request' ? '?delivery=request' : '');
+    const ct = contentTypes[fmt];
     const button = $('send-button');
     button.disabled = true;
     setBadge($('send-status'), 'sending…', '');

@@ -1,0 +1,3 @@
+package connlimit
+
+var MaxFor = maxFor

@@ -1,0 +1,41 @@
+package metrics
+
+import "strconv"
+
+// Label values that come from the network are bounded to fixed sets here,
+// so no client can add series: /metrics would otherwise grow with every
+// invented method (issue 12, item 1).
+
+// knownMethods are the HTTP methods kept as label values; any other method
+// is "OTHER".
+var knownMethods = map[string]string{
+	"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH",
+	"DELETE": "DELETE", "OPTIONS": "OPTIONS", "CONNECT": "CONNECT", "TRACE": "TRACE",
+}
+
+// methodLabel returns m if it is a standard method, else "OTHER".
+func methodLabel(m string) string {
+	if l, ok := knownMethods[m]; ok {
+		return l
+	}
+	return "OTHER"
+}
+
+// statusLabel returns the status code as a label: a three-digit code from
+// 100 to 599, else "other".
+func statusLabel(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code)
+}
+
+// closeCodeLabel returns a WebSocket close code as a label: the codes of
+// RFC 6455 §7.4.1 (1000-1015) as numbers, any other (application codes the
+// relay might send) as "other".
+func closeCodeLabel(code int) string {
+	if code < 1000 || code > 1015 {
+		return "other"
+	}
+	return strconv.Itoa(code)
+}
