@@ -563,13 +563,15 @@ func writeCommand(ctx context.Context, ws *websocket.Conn, msg, body []byte) err
 // command to its own goroutine, reading an inline request's body message
 // first so that it cannot be mistaken for a command.
 func (s *session) readLoop() error {
+	var buf []byte // commands are decoded before the next read: one buffer serves them all
 	for {
 		// Not s.ctx: cancelling a read would drop the conn without a close
 		// frame; the session's closer goroutine ends reads instead.
-		typ, data, err := s.ws.Read(context.Background())
+		typ, data, err := readInto(s.ws, buf[:0])
 		if err != nil {
 			return err
 		}
+		buf = data
 		if typ != websocket.MessageText {
 			s.l.log.Debug("ignoring a binary message on the control channel", "bytes", len(data))
 			continue
@@ -589,7 +591,7 @@ func (s *session) readLoop() error {
 		case m.Request != nil && m.Request.Inline():
 			var body []byte
 			if m.Request.HasBody() {
-				_, body, err = s.ws.Read(context.Background())
+				_, body, err = s.ws.Read(context.Background()) // its own buffer: the handler keeps it
 				if err != nil {
 					return err
 				}
@@ -599,6 +601,28 @@ func (s *session) readLoop() error {
 			s.l.spawn(func() { s.l.serveRendezvous(s.lctx, m.Request) })
 		default:
 			s.l.log.Debug("ignoring an unexpected command on the control channel")
+		}
+	}
+}
+
+// readInto reads one message from ws into buf's spare capacity, growing
+// it as needed (coder/websocket's Read allocates for every message).
+func readInto(ws *websocket.Conn, buf []byte) (websocket.MessageType, []byte, error) {
+	typ, r, err := ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return typ, buf, nil
+		}
+		if err != nil {
+			return 0, nil, err
 		}
 	}
 }
