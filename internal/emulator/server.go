@@ -147,7 +147,8 @@ type Server struct {
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	authLog  *logLimiter
-	fresh    newConns // connections that have not sent a request yet
+	fresh    newConns       // connections that have not sent a request yet
+	verified verifiedTokens // SAS tokens that passed verify
 
 	// Guarded by mu.
 	mu         sync.Mutex
