@@ -5,7 +5,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -23,9 +22,9 @@ func TestRunHelpListsEveryVariable(t *testing.T) {
 }
 
 func TestRunRejectsInvalidConfig(t *testing.T) {
-	t.Setenv("GATEWAY_ADDR", "0.0.0.0:0")
-	t.Setenv("GATEWAY_POOL_SIZE", "0")
-	t.Setenv("GATEWAY_KEY", "c2VjcmV0LXNob3VsZC1ub3QtbGVhaw==")
+	testlog.Setenv(t, map[string]string{
+		"GATEWAY_ADDR": "0.0.0.0:0", "GATEWAY_POOL_SIZE": "0", "GATEWAY_KEY": "c2VjcmV0LXNob3VsZC1ub3QtbGVhaw==",
+	}, "GATEWAY")
 	var out bytes.Buffer
 	err := run(context.Background(), nil, &out)
 	if err == nil {
@@ -42,35 +41,20 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 }
 
 func TestRunServesUntilCancelled(t *testing.T) {
-	t.Setenv("GATEWAY_ADDR", "127.0.0.1:0")
-	t.Setenv("GATEWAY_SHUTDOWN_TIMEOUT", "5s")
-	t.Setenv("GATEWAY_ADMIN_ADDR", "127.0.0.1:0") // not the default 9090: other processes may hold it
+	testlog.Setenv(t, map[string]string{
+		"GATEWAY_ADDR": "127.0.0.1:0", "GATEWAY_SHUTDOWN_TIMEOUT": "5s",
+		"GATEWAY_ADMIN_ADDR": "127.0.0.1:0", // not the default 9090: other processes may hold it
+	}, "GATEWAY")
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testlog.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, &out) }()
-	eventually(t, 10e9, "the banner", func() bool { return strings.Contains(out.String(), "LOCAL MODE") })
+	testlog.WaitFor(t, "the banner", func() bool { return strings.Contains(out.String(), "LOCAL MODE") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if !strings.Contains(out.String(), `msg=stopped`) {
 		t.Errorf("no clean stop in the log:\n%s", out.String())
-	}
-}
-
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -80,15 +79,7 @@ type started struct {
 // nil) at cleanup unless stop was called.
 func start(t *testing.T, env map[string]string, args ...string) *started {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "LISTENER_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	testlog.Setenv(t, env, "LISTENER")
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &started{stdout: &lineBuffer{}, stderr: &lineBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, args, s.stdout, s.stderr) }()
@@ -126,21 +117,23 @@ func (s *started) stop(t *testing.T) {
 }
 
 // waitListening polls the emulator until the listener's control channel is
-// connected.
+// connected, failing at once if run returns first.
 func waitListening(t *testing.T, em *emulator.Server, s *started) {
 	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for em.ListenerCount(entity) == 0 {
-		select {
-		case <-tick.C:
-		case err := <-s.done:
-			t.Fatalf("run returned before listening: %v\nstderr:\n%s", err, s.stderr.String())
-		case <-deadline:
-			t.Fatalf("listener did not connect; stderr:\n%s", s.stderr.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("listener stderr:\n%s", s.stderr.String())
 		}
-	}
+	})
+	testlog.WaitFor(t, "the listener's control channel", func() bool {
+		select {
+		case err := <-s.done:
+			s.done <- err // for the cleanup
+			t.Fatalf("run returned before listening: %v", err)
+		default:
+		}
+		return em.ListenerCount(entity) > 0
+	})
 }
 
 // noSecret fails if the key appears in what the command wrote.
@@ -296,22 +289,11 @@ func TestForwardMode(t *testing.T) {
 		}
 	}
 	s.stdout.waitLines(t, 2)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testlog.WaitFor(t, "the service to get text:first,text:second", func() bool {
 		mu.Lock()
-		got := strings.Join(posted, ",")
-		mu.Unlock()
-		if got == "text:first,text:second" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service got %q, want text:first,text:second", got)
-		}
-		select {
-		case <-s.stdout.Wrote():
-		case <-time.After(10 * time.Millisecond): // polling the service's record
-		}
-	}
+		defer mu.Unlock()
+		return strings.Join(posted, ",") == "text:first,text:second"
+	})
 	s.stop(t)
 	noSecret(t, creds.Key, s.stdout, s.stderr)
 }
@@ -426,21 +408,17 @@ func TestReconnectsAfterRelayDrop(t *testing.T) {
 
 	// Still serving: a sender gets through. The emulator may not have
 	// noticed the old control channel's death yet, so a dial can still be
-	// routed to it and fail; retry within the deadline.
+	// routed to it and fail; retry until one succeeds.
 	var ws *websocket.Conn
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	var lastErr string
+	testlog.WaitFor(t, "a dial after the reconnect", func() bool {
 		var err error
-		if ws, err = relay.Dial(t.Context(), em.Credentials(entity), relay.DialOptions{}); err == nil {
-			break
+		if ws, err = relay.Dial(t.Context(), em.Credentials(entity), relay.DialOptions{}); err != nil && err.Error() != lastErr {
+			lastErr = err.Error()
+			t.Logf("dial after reconnect: %v", err)
 		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("dial after reconnect: %v", err)
-		}
-	}
+		return err == nil
+	})
 	defer ws.CloseNow()
 	if err := ws.Write(t.Context(), websocket.MessageText, []byte("after the drop")); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // lineWriter hands each written line to a channel and keeps everything.
@@ -67,9 +68,7 @@ func nextLine(t *testing.T, w *lineWriter, match *regexp.Regexp) []string {
 }
 
 func TestRunPrintsDevConnectionStringThatWorks(t *testing.T) {
-	for _, k := range []string{"RELAY_EMULATOR_RULES", "RELAY_EMULATOR_ENTITIES"} {
-		t.Setenv(k, "")
-	}
+	testlog.Setenv(t, nil, "RELAY_EMULATOR")
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr := newLineWriter(), newLineWriter()
 	done := make(chan error, 1)
@@ -164,7 +163,7 @@ func TestRunPrintsDevConnectionStringThatWorks(t *testing.T) {
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
-	t.Setenv("RELAY_EMULATOR_RULES", "x=SECRETKEY99:Nope")
+	testlog.Setenv(t, map[string]string{"RELAY_EMULATOR_RULES": "x=SECRETKEY99:Nope"}, "RELAY_EMULATOR")
 	err := run(context.Background(), nil, io.Discard, io.Discard)
 	if err == nil || strings.Contains(err.Error(), "SECRETKEY99") {
 		t.Fatalf("run = %v, want an error without the key", err)

@@ -24,11 +24,6 @@ func appendEnvelope(b []byte, id string, message []byte) []byte {
 	return append(b, '}')
 }
 
-type sentResponse struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-}
-
 type deliveredResponse struct {
 	ID       string           `json:"id"`
 	Status   string           `json:"status"`

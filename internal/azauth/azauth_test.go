@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -215,6 +216,55 @@ func clientSecretSource(t *testing.T, srv *httptest.Server, a *authority, secret
 // gateway pool through the emulator in Entra mode to a listener, one token
 // request serves every pooled connection, a wrong secret fails cleanly,
 // and no client secret or token reaches any log.
+// startReceiver runs a relay.Listener with cfg whose connections each hand
+// their first message to the returned channel. It is connected on return
+// and closed at cleanup.
+func startReceiver(t *testing.T, ctx context.Context, cfg relay.ListenerConfig, log *slog.Logger) (*relay.Listener, <-chan string) {
+	t.Helper()
+	got := make(chan string, 1)
+	cfg.ConnHandler = func(ctx context.Context, c *relay.ListenerConn) {
+		if _, data, err := c.Read(ctx); err == nil {
+			got <- string(data)
+		}
+	}
+	l, err := relay.NewListener(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Run(t.Context())
+	t.Cleanup(func() { l.Close() })
+	if err := l.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return l, got
+}
+
+// sendOne opens a pool with cfg, sends msg once it is ready and waits for
+// got to deliver it. The pool is closed at cleanup.
+func sendOne(t *testing.T, ctx context.Context, cfg relay.PoolConfig, log *slog.Logger, got <-chan string, msg string) *relay.Pool {
+	t.Helper()
+	p, err := relay.NewPool(cfg, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if err := p.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Send(ctx, relay.Message{ID: "m", Type: relay.MessageText, Data: []byte(msg)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != msg {
+			t.Fatalf("got %q, want %q", m, msg)
+		}
+	case <-ctx.Done():
+		t.Fatal("nothing delivered")
+	}
+	return p
+}
+
 func TestClientSecretCredentialEndToEnd(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t, func(c *emulator.Config) { c.Entra = &emulator.EntraConfig{} })
@@ -229,50 +279,18 @@ func TestClientSecretCredentialEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 1)
-	l, err := relay.NewListener(relay.ListenerConfig{
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	l, got := startReceiver(t, ctx, relay.ListenerConfig{
 		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", Insecure: true,
 			TokenSource: relay.TokenSourceFunc(func(context.Context) (relay.AccessToken, error) {
 				return relay.AccessToken{Token: listenTok, ExpiresOn: time.Now().Add(time.Hour)}, nil
 			})},
-		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
-			if _, data, err := c.Read(ctx); err == nil {
-				got <- string(data)
-			}
-		},
 	}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go l.Run(t.Context())
-	t.Cleanup(func() { l.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := l.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	src := clientSecretSource(t, srv, a, a.secret)
-	p, err := relay.NewPool(relay.PoolConfig{Size: 3,
-		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", Insecure: true, TokenSource: src}}, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Send(ctx, relay.Message{ID: "m", Type: relay.MessageText, Data: []byte("via azidentity")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if m != "via azidentity" {
-			t.Fatalf("got %q", m)
-		}
-	case <-ctx.Done():
-		t.Fatal("nothing delivered")
-	}
+	p := sendOne(t, ctx, relay.PoolConfig{Size: 3,
+		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", Insecure: true, TokenSource: src}}, logger, got, "via azidentity")
 	for p.Stats().Ready < 3 {
 		if err := p.WaitReady(ctx); err != nil || ctx.Err() != nil {
 			t.Fatalf("pool: %+v", p.Stats())
@@ -349,24 +367,10 @@ func TestDefaultAzureCredentialWithEmulatorAuthority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan string, 1)
-	l, err := relay.NewListener(relay.ListenerConfig{
+	l, got := startReceiver(t, ctx, relay.ListenerConfig{
 		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", TokenSource: azauth.NewSource(lcred, azauth.SourceOptions{})},
 		HTTPClient:  client,
-		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
-			if _, data, err := c.Read(ctx); err == nil {
-				got <- string(data)
-			}
-		},
 	}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go l.Run(t.Context())
-	t.Cleanup(func() { l.Close() })
-	if err := l.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	t.Setenv("AZURE_TENANT_ID", "relaygate-emulator")
 	t.Setenv("AZURE_CLIENT_ID", "gateway-app")
@@ -377,26 +381,8 @@ func TestDefaultAzureCredentialWithEmulatorAuthority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := relay.NewPool(relay.PoolConfig{Size: 2, HTTPClient: client,
-		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", TokenSource: src}}, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Send(ctx, relay.Message{ID: "m", Type: relay.MessageText, Data: []byte("dev loop")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if m != "dev loop" {
-			t.Fatalf("got %q", m)
-		}
-	case <-ctx.Done():
-		t.Fatal("nothing delivered")
-	}
+	p := sendOne(t, ctx, relay.PoolConfig{Size: 2, HTTPClient: client,
+		Credentials: relay.Credentials{Host: emu.Addr(), EntityPath: "hc1", TokenSource: src}}, logger, got, "dev loop")
 
 	// The emulator's authority refuses a wrong secret as Entra would.
 	bad, _ := azidentity.NewClientSecretCredential("relaygate-emulator", "gateway-app", "wrong-"+sendSecret, &azidentity.ClientSecretCredentialOptions{

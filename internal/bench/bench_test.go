@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestPercentiles(t *testing.T) {
@@ -195,7 +197,7 @@ func TestRunSmoke(t *testing.T) {
 		Warmup: 20 * time.Millisecond, Window: 100 * time.Millisecond, OpenWindow: 100 * time.Millisecond,
 		Concurrency: []int{4}, Sizes: []int{100}, PoolSizes: []int{2}, DialConcurrency: []int{2},
 		GatewayBin: "-", // the memory run builds and starts processes; covered by relaybench --quick
-		Log:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log:        testlog.LoggerAt(t, slog.LevelWarn),
 		Progress:   &progress,
 	})
 	if err != nil {

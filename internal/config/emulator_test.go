@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestLoadEmulatorEnvAndFlags(t *testing.T) {
-	t.Setenv("RELAY_EMULATOR_RULES", "envrule=ENVKEY:Listen; other=K2:Send")
-	t.Setenv("RELAY_EMULATOR_ACCEPT_TIMEOUT", "5s")
+	testlog.Setenv(t, map[string]string{
+		"RELAY_EMULATOR_RULES": "envrule=ENVKEY:Listen; other=K2:Send", "RELAY_EMULATOR_ACCEPT_TIMEOUT": "5s",
+	}, config.EmulatorPrefix)
 	c, err := config.LoadEmulator([]string{"--accept-timeout", "7s", "--tls", "--tls-ca-file", "/tmp/x.pem"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +37,7 @@ func TestLoadEmulatorEnvAndFlags(t *testing.T) {
 }
 
 func TestLoadEmulatorErrorsNeverShowKeys(t *testing.T) {
-	t.Setenv("RELAY_EMULATOR_RULES", "good=SECRETKEY1:Admin")
+	testlog.Setenv(t, map[string]string{"RELAY_EMULATOR_RULES": "good=SECRETKEY1:Admin"}, config.EmulatorPrefix)
 	_, err := config.LoadEmulator([]string{"--max-listeners", "0", "--addr", "nope"}, io.Discard)
 	if err == nil {
 		t.Fatal("want an error")

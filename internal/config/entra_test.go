@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestLoadGatewayEntra(t *testing.T) {
@@ -19,15 +21,7 @@ func TestLoadGatewayEntra(t *testing.T) {
 			"GATEWAY_MANAGED_IDENTITY_CLIENT_ID": "00000000-0000-0000-0000-000000000001"}, "127.0.0.1:9090", "hc", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, GatewayPrefix, tt.env)
-			c, err := LoadGateway(nil, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cr, err := c.Credentials()
-			if err != nil || c.Local() {
-				t.Fatalf("credentials: %v (local %v)", err, c.Local())
-			}
+			cr := loadCredentials(t, tt.env)
 			if cr.Host != tt.host || cr.EntityPath != tt.entity || cr.Insecure != tt.insecure || cr.TokenSource == nil || cr.Key != "" {
 				t.Errorf("got %v", cr)
 			}
@@ -64,7 +58,7 @@ func TestLoadEntraErrorsNameTheVariable(t *testing.T) {
 			[]string{"LISTENER_AUTH=entra: set LISTENER_NAMESPACE and LISTENER_ENTITY_PATH"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, tt.prefix, tt.env)
+			testlog.Setenv(t, tt.env, tt.prefix)
 			var err error
 			if tt.prefix == GatewayPrefix {
 				_, err = LoadGateway(nil, io.Discard)
@@ -87,7 +81,7 @@ func TestLoadEntraErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestLoadListenerEntra(t *testing.T) {
-	setEnv(t, ListenerPrefix, map[string]string{"LISTENER_AUTH": "entra", "LISTENER_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:9/;EntityPath=hc;UseDevelopmentEmulator=true"})
+	testlog.Setenv(t, map[string]string{"LISTENER_AUTH": "entra", "LISTENER_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:9/;EntityPath=hc;UseDevelopmentEmulator=true"}, ListenerPrefix)
 	c, err := LoadListener(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -10,10 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
-	setEnv(t, GatewayPrefix, nil)
+	testlog.Setenv(t, nil, GatewayPrefix)
 	c, err := LoadGateway(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -22,6 +25,23 @@ func TestLoadGatewayDefaultsIsLocalMode(t *testing.T) {
 		c.TokenMaxTTL != 24*time.Hour || c.ShutdownTimeout != 15*time.Second || c.LogFormat != "text" {
 		t.Fatalf("defaults: %+v", c)
 	}
+}
+
+// loadCredentials loads the gateway configuration from env alone and
+// returns its relay credentials, failing the test on an error or in local
+// mode.
+func loadCredentials(t *testing.T, env map[string]string) relay.Credentials {
+	t.Helper()
+	testlog.Setenv(t, env, GatewayPrefix)
+	c, err := LoadGateway(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := c.Credentials()
+	if err != nil || c.Local() {
+		t.Fatalf("credentials: %v (local %v)", err, c.Local())
+	}
+	return cr
 }
 
 func TestLoadGatewaySources(t *testing.T) {
@@ -42,15 +62,7 @@ func TestLoadGatewaySources(t *testing.T) {
 			"GATEWAY_ADDR": "0.0.0.0:8080", "GATEWAY_API_KEYS": "0123456789abcdef,fedcba9876543210", "GATEWAY_CORS_ORIGINS": "https://a.example,http://localhost:3000"}, "127.0.0.1:9090", "hc", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, GatewayPrefix, tt.env)
-			c, err := LoadGateway(nil, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cr, err := c.Credentials()
-			if err != nil || c.Local() {
-				t.Fatalf("credentials: %v (local %v)", err, c.Local())
-			}
+			cr := loadCredentials(t, tt.env)
 			if cr.Host != tt.host || cr.EntityPath != tt.entity || cr.Insecure != tt.insecure || cr.Key != testSecret {
 				t.Errorf("got %v", cr)
 			}
@@ -59,14 +71,14 @@ func TestLoadGatewaySources(t *testing.T) {
 }
 
 func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
-	setEnv(t, GatewayPrefix, map[string]string{
+	testlog.Setenv(t, map[string]string{
 		"GATEWAY_CONNECTION_STRING": "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=" + testSecret,
 		"GATEWAY_ADDR":              "0.0.0.0:8080",
 		"GATEWAY_POOL_SIZE":         "0",
 		"GATEWAY_LOG_FORMAT":        "xml",
 		"GATEWAY_SEND_TIMEOUT":      "1ms",
 		"GATEWAY_CORS_ORIGINS":      "https://a.example/path",
-	})
+	}, GatewayPrefix)
 	_, err := LoadGateway(nil, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
@@ -81,13 +93,13 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		t.Errorf("error contains the key:\n%s", msg)
 	}
 
-	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"})
+	testlog.Setenv(t, map[string]string{"GATEWAY_API_KEYS": "short-" + testSecret[:4], "GATEWAY_KEY": testSecret, "GATEWAY_CONFIG_FILE": "/nonexistent"}, GatewayPrefix)
 	_, err = LoadGateway(nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_API_KEYS: key 1 is shorter") || !strings.Contains(err.Error(), "only one source") || strings.Contains(err.Error(), testSecret[:4]) {
 		t.Errorf("got %v", err)
 	}
 
-	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"})
+	testlog.Setenv(t, map[string]string{"GATEWAY_POOL_SIZE": "four", "GATEWAY_SEND_TIMEOUT": "10", "GATEWAY_ALLOW_INSECURE_BIND": "maybe"}, GatewayPrefix)
 	_, err = LoadGateway(nil, io.Discard)
 	for _, want := range []string{"GATEWAY_POOL_SIZE", "GATEWAY_SEND_TIMEOUT", "GATEWAY_ALLOW_INSECURE_BIND"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -95,7 +107,7 @@ func TestLoadGatewayListsEveryProblemWithoutSecrets(t *testing.T) {
 		}
 	}
 
-	setEnv(t, GatewayPrefix, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"})
+	testlog.Setenv(t, map[string]string{"GATEWAY_ADRR": "127.0.0.1:1"}, GatewayPrefix)
 	if _, err = LoadGateway(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "GATEWAY_ADRR") {
 		t.Errorf("unknown variable: got %v", err)
 	}
@@ -127,7 +139,7 @@ func TestGatewayBindRules(t *testing.T) {
 }
 
 func TestGatewayUsageNamesEveryVariable(t *testing.T) {
-	setEnv(t, GatewayPrefix, nil)
+	testlog.Setenv(t, nil, GatewayPrefix)
 	var help strings.Builder
 	if _, err := LoadGateway([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
@@ -143,7 +155,7 @@ func TestGatewayUsageNamesEveryVariable(t *testing.T) {
 // TestGatewayDefaultsMatchEmptyEnvironment checks GatewayDefaults against
 // what LoadGateway reads from an environment without GATEWAY_* variables.
 func TestGatewayDefaultsMatchEmptyEnvironment(t *testing.T) {
-	setEnv(t, GatewayPrefix, nil)
+	testlog.Setenv(t, nil, GatewayPrefix)
 	want, err := LoadGateway(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -156,12 +168,12 @@ func TestGatewayDefaultsMatchEmptyEnvironment(t *testing.T) {
 // TestLoadGatewayReportsEveryProblem sets several mistakes at once; each
 // must be reported, naming its variable, in one run.
 func TestLoadGatewayReportsEveryProblem(t *testing.T) {
-	setEnv(t, GatewayPrefix, map[string]string{
+	testlog.Setenv(t, map[string]string{
 		"GATEWAY_POOLSIZE":          "3",
 		"GATEWAY_SEND_TIMEOUT":      "ten",
 		"GATEWAY_ADDR":              "0.0.0.0:8080",
 		"GATEWAY_CONNECTION_STRING": "hello",
-	})
+	}, GatewayPrefix)
 	_, err := LoadGateway(nil, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
@@ -202,7 +214,7 @@ func TestLoadGatewayProblems(t *testing.T) {
 		{"CA file not PEM", map[string]string{"GATEWAY_RELAY_CA_FILE": notPEM}, "GATEWAY_RELAY_CA_FILE " + notPEM + ": holds no PEM certificate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, GatewayPrefix, tt.env)
+			testlog.Setenv(t, tt.env, GatewayPrefix)
 			_, err := LoadGateway(nil, io.Discard)
 			if err == nil || !strings.Contains(err.Error()+"\n", tt.want) {
 				t.Errorf("got %v, want %q", err, tt.want)
@@ -224,7 +236,7 @@ func TestHelpTablesAligned(t *testing.T) {
 		{EmulatorPrefix, func(out io.Writer) error { _, err := LoadEmulator([]string{"-h"}, out); return err }},
 	} {
 		t.Run(tt.prefix, func(t *testing.T) {
-			setEnv(t, tt.prefix, nil)
+			testlog.Setenv(t, nil, tt.prefix)
 			var help strings.Builder
 			if err := tt.load(&help); !errors.Is(err, flag.ErrHelp) {
 				t.Fatalf("-h: %v", err)

@@ -9,23 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 const testSecret = "c2VjcmV0LWtleS1uZXZlci1sb2dnZWQ="
-
-// setEnv clears every PREFIX_* variable for the test and sets env.
-func setEnv(t *testing.T, prefix string, env map[string]string) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, prefix+"_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-}
 
 func TestLoadListenerSources(t *testing.T) {
 	dir := t.TempDir()
@@ -64,7 +52,7 @@ func TestLoadListenerSources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, ListenerPrefix, tt.env)
+			testlog.Setenv(t, tt.env, ListenerPrefix)
 			c, err := LoadListener(nil, io.Discard)
 			if err != nil {
 				t.Fatalf("LoadListener: %v", err)
@@ -139,7 +127,7 @@ func TestLoadListenerErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, ListenerPrefix, tt.env)
+			testlog.Setenv(t, tt.env, ListenerPrefix)
 			_, err := LoadListener(nil, io.Discard)
 			if err == nil {
 				t.Fatal("LoadListener: got nil error")
@@ -158,8 +146,8 @@ func TestLoadListenerErrors(t *testing.T) {
 }
 
 func TestListenerForwardFlag(t *testing.T) {
-	setEnv(t, ListenerPrefix, map[string]string{"LISTENER_CONNECTION_STRING": "Endpoint=sb://ns/;SharedAccessKeyName=x;SharedAccessKey=k;EntityPath=hc",
-		"LISTENER_FORWARD": "http://127.0.0.1:9/env"})
+	testlog.Setenv(t, map[string]string{"LISTENER_CONNECTION_STRING": "Endpoint=sb://ns/;SharedAccessKeyName=x;SharedAccessKey=k;EntityPath=hc",
+		"LISTENER_FORWARD": "http://127.0.0.1:9/env"}, ListenerPrefix)
 	c, err := LoadListener([]string{"--forward", "http://127.0.0.1:3000/base"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +166,7 @@ func TestListenerForwardFlag(t *testing.T) {
 }
 
 func TestListenerUsage(t *testing.T) {
-	setEnv(t, ListenerPrefix, nil)
+	testlog.Setenv(t, nil, ListenerPrefix)
 	var help strings.Builder
 	if _, err := LoadListener([]string{"-h"}, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)

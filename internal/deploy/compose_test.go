@@ -19,6 +19,7 @@ import (
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 const root = "../.."
@@ -121,18 +122,11 @@ func referenced(s string) []string {
 // setEnv clears every variable of every binary's prefix and sets env.
 func setEnv(t *testing.T, env map[string]string) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		for _, b := range binaries {
-			if strings.HasPrefix(k, b.prefix+"_") {
-				t.Setenv(k, "")
-				os.Unsetenv(k)
-			}
-		}
+	prefixes := make([]string, 0, len(binaries))
+	for _, b := range binaries {
+		prefixes = append(prefixes, b.prefix)
 	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	testlog.Setenv(t, env, prefixes...)
 }
 
 // serviceEnv is a service's environment after interpolation from vars.

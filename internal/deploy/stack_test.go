@@ -145,22 +145,21 @@ func TestComposeStackAsProcesses(t *testing.T) {
 
 	// Wait until the gateway is ready (it has a connection to the listener).
 	base := "http://127.0.0.1:" + gwPort
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	ready := false
+	t.Cleanup(func() {
+		if !ready {
+			t.Logf("the gateway never got ready:\n%s", dump())
+		}
+	})
+	testlog.WaitFor(t, "the gateway to be ready", func() bool {
 		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not ready after 20s (last: %v)\n%s", err, dump())
-		}
-		<-tick.C
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	ready = true
 
 	// The README's curl.
 	resp, err := http.Post(base+"/messages", "application/json", strings.NewReader(`{"message":"hello from compose"}`))

@@ -1,17 +1,12 @@
 package emulator_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,120 +18,6 @@ import (
 	"github.com/relaygate/relaygate/internal/testlog"
 )
 
-// nodeDir holds Microsoft's published Node clients (hyco-ws 1.0.5,
-// hyco-https 1.4.5, pinned in package-lock.json) and the scripts driving
-// them. `npm ci --prefix testdata/node-interop` installs them.
-var nodeDir, _ = filepath.Abs("../../testdata/node-interop")
-
-// requireNode returns the node binary, skipping when node or the npm
-// packages are missing, except in CI (CI set), where it fails.
-func requireNode(t *testing.T) string {
-	t.Helper()
-	missing := func(msg string) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	bin, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not on PATH")
-	}
-	for _, pkg := range []string{"hyco-ws", "hyco-https"} {
-		if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", pkg, "package.json")); err != nil {
-			missing("testdata/node-interop/node_modules/" + pkg + " is missing (npm ci --prefix testdata/node-interop --no-audit --no-fund)")
-		}
-	}
-	return bin
-}
-
-// nodeProc is a running Node script; lines carries its stdout lines, done
-// is closed when it has exited, after which err holds Wait's result.
-type nodeProc struct {
-	lines  <-chan string
-	stderr *bytes.Buffer
-	done   <-chan struct{}
-	err    error
-	key    string // must never be printed
-}
-
-// startNode runs script from nodeDir with the relay URL and the key of c in
-// its environment (the script mints its own token with the package's
-// createRelayToken). The process is killed at cleanup; it also exits when
-// its stdin closes, should the test binary die.
-func startNode(t *testing.T, bin, script, relayURL string, c relay.Credentials, env ...string) *nodeProc {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, filepath.Join(nodeDir, script))
-	cmd.Dir = nodeDir
-	cmd.Env = append(os.Environ(), append([]string{
-		"RELAY_URL=" + relayURL, "RELAY_KEY_NAME=" + c.KeyName, "RELAY_KEY=" + c.Key,
-	}, env...)...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &nodeProc{stderr: &bytes.Buffer{}, key: c.Key}
-	cmd.Stderr = p.stderr // read only after Wait
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 256)
-	done := make(chan struct{})
-	p.lines, p.done = lines, done
-	go func() {
-		// Wait only after stdout's EOF, so no line is lost (os/exec).
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		p.err = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		stdin.Close()
-		cancel()
-		<-done
-		if e := p.stderr.String(); strings.Contains(e, "sig=") || strings.Contains(e, c.Key) {
-			t.Errorf("%s printed a token or key on stderr", script)
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", script, p.stderr.String())
-		}
-	})
-	return p
-}
-
-// waitLine reads stdout lines until one starts with prefix and returns it.
-func (p *nodeProc) waitLine(t *testing.T, prefix string) string {
-	t.Helper()
-	deadline := time.After(testTimeout)
-	var seen []string
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				t.Fatalf("node exited before printing %q; stdout %q", prefix, seen)
-			}
-			if strings.Contains(l, "sig=") || strings.Contains(l, p.key) {
-				t.Fatalf("node printed a token or key on stdout")
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-			seen = append(seen, l)
-		case <-deadline:
-			t.Fatalf("no %q line from node within %v; stdout %q", prefix, testTimeout, seen)
-		}
-	}
-}
-
 // nodeURL is the WebSocket URL a script gets verbatim: built by relaygate,
 // without a token (§11.1: the packages' own builders hard-code wss://…:443).
 func nodeURL(c relay.Credentials, action relay.Action) string {
@@ -147,11 +28,11 @@ func nodeURL(c relay.Credentials, action relay.Action) string {
 // message from relay.Dial through the emulator and echoes it back.
 func TestNodeWSListenerEchoesGoSender(t *testing.T) {
 	t.Parallel()
-	bin := requireNode(t)
+	bin := emulatortest.RequireNode(t)
 	s := emulatortest.Start(t)
 	lc := s.ListenerCredentials("hc1")
-	p := startNode(t, bin, "ws-listener.js", nodeURL(lc, relay.ActionListen), lc)
-	p.waitLine(t, "ready")
+	p := emulatortest.StartNode(t, bin, "ws-listener.js", nodeURL(lc, relay.ActionListen), lc)
+	p.WaitLine(t, "ready", testTimeout)
 	testlog.WaitFor(t, "hyco-ws listener registered", func() bool { return s.ListenerCount("hc1") == 1 })
 
 	ctx := ctxT(t)
@@ -164,7 +45,7 @@ func TestNodeWSListenerEchoesGoSender(t *testing.T) {
 	if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.waitLine(t, "message: "); got != "message: "+msg {
+	if got := p.WaitLine(t, "message: ", testTimeout); got != "message: "+msg {
 		t.Fatalf("listener printed %q, want %q", got, "message: "+msg)
 	}
 	typ, data, err := ws.Read(ctx)
@@ -181,7 +62,7 @@ func TestNodeWSListenerEchoesGoSender(t *testing.T) {
 // relay.Listener through the emulator, and the listener's echo comes back.
 func TestNodeWSSenderReachesGoListener(t *testing.T) {
 	t.Parallel()
-	bin := requireNode(t)
+	bin := emulatortest.RequireNode(t)
 	s := emulatortest.Start(t)
 	got := startGoListener(t, s, "hc1", true)
 
@@ -189,28 +70,28 @@ func TestNodeWSSenderReachesGoListener(t *testing.T) {
 	sc := s.Credentials("hc1")
 	bad := sc
 	bad.Key = emulatortest.RandomKey()
-	pb := startNode(t, bin, "ws-sender.js", nodeURL(bad, relay.ActionConnect), bad)
+	pb := emulatortest.StartNode(t, bin, "ws-sender.js", nodeURL(bad, relay.ActionConnect), bad)
 	select {
-	case <-pb.done:
-		if pb.err == nil || !strings.Contains(pb.stderr.String(), "401") {
-			t.Fatalf("ws-sender.js with a wrong key: %v, stderr %q; want exit 1 after a 401", pb.err, pb.stderr.String())
+	case <-pb.Done():
+		if pb.Err() == nil || !strings.Contains(pb.Stderr(), "401") {
+			t.Fatalf("ws-sender.js with a wrong key: %v, stderr %q; want exit 1 after a 401", pb.Err(), pb.Stderr())
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("ws-sender.js with a wrong key did not exit")
 	}
 
 	const msg = "hello from node ✓"
-	p := startNode(t, bin, "ws-sender.js", nodeURL(sc, relay.ActionConnect), sc, "RELAY_MESSAGE="+msg)
+	p := emulatortest.StartNode(t, bin, "ws-sender.js", nodeURL(sc, relay.ActionConnect), sc, "RELAY_MESSAGE="+msg)
 	if m := wait(t, got); m != msg {
 		t.Fatalf("Go listener got %q, want %q", m, msg)
 	}
-	if e := p.waitLine(t, "echo: "); e != "echo: "+msg {
+	if e := p.WaitLine(t, "echo: ", testTimeout); e != "echo: "+msg {
 		t.Fatalf("sender printed %q, want %q", e, "echo: "+msg)
 	}
 	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Fatalf("ws-sender.js: %v", p.err)
+	case <-p.Done():
+		if p.Err() != nil {
+			t.Fatalf("ws-sender.js: %v", p.Err())
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("ws-sender.js did not exit after the echo")
@@ -223,11 +104,11 @@ func TestNodeWSSenderReachesGoListener(t *testing.T) {
 // through a rendezvous).
 func TestNodeHTTPSListenerAnswersHTTPSender(t *testing.T) {
 	t.Parallel()
-	bin := requireNode(t)
+	bin := emulatortest.RequireNode(t)
 	s := emulatortest.Start(t)
 	lc := s.ListenerCredentials("hc1")
-	p := startNode(t, bin, "https-listener.js", nodeURL(lc, relay.ActionListen), lc)
-	p.waitLine(t, "ready")
+	p := emulatortest.StartNode(t, bin, "https-listener.js", nodeURL(lc, relay.ActionListen), lc)
+	p.WaitLine(t, "ready", testTimeout)
 	testlog.WaitFor(t, "hyco-https listener registered", func() bool { return s.ListenerCount("hc1") == 1 })
 
 	big := make([]byte, 150_000)
@@ -272,7 +153,7 @@ func TestNodeHTTPSListenerAnswersHTTPSender(t *testing.T) {
 				t.Errorf("echoed body: %d bytes, want the %d sent", len(body), len(tc.body))
 			}
 			want := fmt.Sprintf("request: %s %s %d %s", tc.method, wantURL, len(tc.body), tc.channel)
-			if l := p.waitLine(t, "request: "); l != want {
+			if l := p.WaitLine(t, "request: ", testTimeout); l != want {
 				t.Errorf("listener printed %q, want %q", l, want)
 			}
 		})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -49,7 +48,7 @@ func TestRepliesOverWebSocket(t *testing.T) {
 	target, _ := url.Parse(svc.URL + "/hook")
 
 	emu := emulatortest.Start(t)
-	log := slog.New(slog.NewTextHandler(testlog.Output(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testlog.Logger(t)
 	h, err := forward.New(forward.Config{Target: target}, io.Discard, log)
 	if err != nil {
 		t.Fatal(err)

@@ -64,15 +64,6 @@ func (g *Gateway) startAdmin() error {
 	return nil
 }
 
-// AdminAddr is the admin listener's address; empty before Start or when
-// GATEWAY_ADMIN_ADDR is empty.
-func (g *Gateway) AdminAddr() string {
-	if g.admin == nil {
-		return ""
-	}
-	return g.admin.ln.Addr().String()
-}
-
 // closeAdmin stops the admin listener (last, so the final scrape can
 // still see the drain).
 func (g *Gateway) closeAdmin(ctx context.Context) error {

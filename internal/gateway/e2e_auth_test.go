@@ -80,7 +80,7 @@ func TestE2ERelayRefusesCredentials(t *testing.T) {
 	e := newE2E(t)
 	e.startListener(nil)
 	e.startGateway(func(c *config.Gateway) { c.Key = emulatortest.RandomKey() })
-	eventually(t, 5*time.Second, "readyz to report the refusal", func() bool {
+	testlog.WaitFor(t, "readyz to report the refusal", func() bool {
 		resp, b := e.do("GET", "/readyz", "", nil)
 		return resp.StatusCode == 503 && strings.Contains(string(b), "credentials")
 	})

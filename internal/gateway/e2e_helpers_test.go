@@ -15,6 +15,7 @@ import (
 	"github.com/relaygate/relaygate/internal/api/apitest"
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
+	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -54,26 +55,9 @@ func testConfig() config.Gateway {
 // newE2E starts the emulator, with its config changed by opts.
 func newE2E(t *testing.T, opts ...func(*emulator.Config)) *e2e {
 	t.Helper()
-	logs := testlog.Tee(t)
-	e := &e2e{t: t, logs: logs, recv: make(chan frame, 1024)}
-	e.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := emulator.Config{Addr: "127.0.0.1:0", Rules: []emulator.Rule{emulator.DevRule()}, AutoCreate: true}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	emu, err := emulator.New(cfg, e.log.With("component", "emulator"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		emu.Close(ctx)
-	})
-	e.emu = emu
+	log, logs := testlog.New(t)
+	e := &e2e{t: t, log: log, logs: logs, recv: make(chan frame, 1024)}
+	e.emu = emulatortest.StartLogged(t, e.log.With("component", "emulator"), opts...)
 	e.client = apitest.Load(t).Client(t)
 	return e
 }
@@ -103,10 +87,17 @@ func (e *e2e) startGateway(mod func(*config.Gateway)) {
 // to e.recv and serves HTTP request mode with h. It returns a stop func.
 func (e *e2e) startListener(h http.Handler) (stop func()) {
 	e.t.Helper()
+	return e.startListenerWith(h, nil)
+}
+
+// startListenerWith is startListener with the listener's config changed by
+// mod (if not nil).
+func (e *e2e) startListenerWith(h http.Handler, mod func(*relay.ListenerConfig)) (stop func()) {
+	e.t.Helper()
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
 	}
-	l, err := relay.NewListener(relay.ListenerConfig{
+	cfg := relay.ListenerConfig{
 		Credentials: e.emu.ListenerCredentials(entity),
 		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
 			for {
@@ -121,7 +112,11 @@ func (e *e2e) startListener(h http.Handler) (stop func()) {
 		HTTPClient:  e.listenerClient,
 		ReadLimit:   2 << 20,
 		Backoff:     []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond},
-	}, e.log.With("component", "test-listener"))
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	l, err := relay.NewListener(cfg, e.log.With("component", "test-listener"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -149,22 +144,6 @@ func (e *e2e) waitReady() {
 	defer cancel()
 	if err := e.gw.pool.WaitReady(ctx); err != nil {
 		e.t.Fatalf("pool not ready: %v", err)
-	}
-}
-
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
 	}
 }
 

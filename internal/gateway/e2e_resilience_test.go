@@ -14,6 +14,7 @@ import (
 	"github.com/relaygate/relaygate/internal/api/apitest"
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestE2ENoListenerFailsFastThenRecovers(t *testing.T) {
@@ -21,7 +22,7 @@ func TestE2ENoListenerFailsFastThenRecovers(t *testing.T) {
 	e := newE2E(t)
 	e.startGateway(func(c *config.Gateway) { c.SendTimeout = 10 * time.Second })
 	// No listener: the pool cannot connect; the gateway answers 503 at once.
-	eventually(t, 5*time.Second, "readyz to report no listener", func() bool {
+	testlog.WaitFor(t, "readyz to report no listener", func() bool {
 		resp, b := e.do("GET", "/readyz", "", nil)
 		return resp.StatusCode == 503 && strings.Contains(string(b), "no listener")
 	})
@@ -49,7 +50,7 @@ func TestE2ENoListenerFailsFastThenRecovers(t *testing.T) {
 
 	// The only listener restarts: 503 meanwhile, then success, no gateway restart.
 	stop()
-	eventually(t, 5*time.Second, "the pool to notice the listener left", func() bool {
+	testlog.WaitFor(t, "the pool to notice the listener left", func() bool {
 		ok, _ := e.gw.pool.Ready()
 		return !ok
 	})
@@ -79,7 +80,7 @@ func TestE2EPoolRecoversAfterDroppedConnections(t *testing.T) {
 	// again (one written into a connection that was already dead may be
 	// lost: that is what "sent" does not promise).
 	n, statuses := 0, map[int]int{}
-	eventually(t, 10*time.Second, "a message to arrive after the drop", func() bool {
+	testlog.WaitFor(t, "a message to arrive after the drop", func() bool {
 		n++
 		start := time.Now()
 		resp, b := e.do("POST", "/messages", "text/plain", []byte(fmt.Sprintf("after-drop-%d", n)))
@@ -192,7 +193,7 @@ func TestE2EOverloaded(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, 20*time.Second, "a 503 overloaded", func() bool {
+	testlog.WaitFor(t, "a 503 overloaded", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return statuses["503 overloaded"] > 0

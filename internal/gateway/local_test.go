@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/relaygate/relaygate/internal/testlog"
 )
@@ -42,7 +41,7 @@ func TestLocalMode(t *testing.T) {
 	if err != nil || !bytes.Contains(got, []byte("202 Accepted")) || !bytes.Contains(got, []byte(`"status":"sent"`)) {
 		t.Fatalf("%s: %v\n%s", line[1], err, got)
 	}
-	eventually(t, 5*time.Second, "the built-in listener to log the message", func() bool {
+	testlog.WaitFor(t, "the built-in listener to log the message", func() bool {
 		return strings.Contains(logs.String(), `msg="listener received message"`) && strings.Contains(logs.String(), `\"message\":\"hello\"`)
 	})
 }

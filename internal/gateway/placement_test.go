@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/emulator"
@@ -23,53 +21,13 @@ import (
 func TestGatewayTokenPlacementAuto(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	emu, err := emulator.New(emulator.Config{
-		Addr:           "127.0.0.1:0",
-		Rules:          []emulator.Rule{{Name: emulatortest.KeyName, Key: emulatortest.RandomKey(), Rights: emulator.RightManage}},
-		AutoCreate:     true,
-		QueryTokenOnly: true,
-	}, e.log.With("component", "query-only-emulator"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		emu.Close(ctx)
-	})
+	emu := emulatortest.StartLogged(t, e.log.With("component", "query-only-emulator"), func(c *emulator.Config) { c.QueryTokenOnly = true })
 	e.emu = emu
 
-	l, err := relay.NewListener(relay.ListenerConfig{
-		Credentials:    emu.ListenerCredentials(entity),
-		TokenPlacement: relay.TokenAuto,
-		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
-			for {
-				typ, data, err := c.Read(ctx)
-				if err != nil {
-					return
-				}
-				e.recv <- frame{typ, data}
-			}
-		},
-		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, _ := io.ReadAll(r.Body)
-			fmt.Fprintf(w, "echo %s", b)
-		}),
-	}, e.log.With("component", "test-listener"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); l.Run(context.Background()) }()
-	t.Cleanup(func() { l.Close(); <-done })
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := l.WaitConnected(ctx); err != nil {
-		t.Fatalf("listener with auto placement: %v", err)
-	}
+	e.startListenerWith(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "echo %s", b)
+	}), func(c *relay.ListenerConfig) { c.TokenPlacement = relay.TokenAuto })
 
 	e.startGateway(func(c *config.Gateway) { c.TokenPlacement = string(relay.TokenAuto) })
 	e.waitReady()

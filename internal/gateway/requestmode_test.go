@@ -81,7 +81,7 @@ func TestRequestModeGateway(t *testing.T) {
 	}
 
 	// No listener yet: not ready, and the probe says why.
-	eventually(t, 10*time.Second, "readyz: no listener", func() bool {
+	testlog.WaitFor(t, "readyz: no listener", func() bool {
 		code, detail := e.readyz()
 		return code == 503 && detail == "request mode: no listener connected"
 	})
@@ -154,7 +154,7 @@ func TestRequestModeGatewayWithHycoHTTPS(t *testing.T) {
 	lc := e.emu.ListenerCredentials(entity)
 	node := emulatortest.StartNode(t, bin, "https-listener.js", lc.WebSocketURL(relay.ActionListen, relay.URLOptions{}).String(), lc)
 	node.WaitLine(t, "ready", 10*time.Second)
-	eventually(t, 10*time.Second, "hyco-https registered", func() bool { return e.emu.ListenerCount(entity) == 1 })
+	testlog.WaitFor(t, "hyco-https registered", func() bool { return e.emu.ListenerCount(entity) == 1 })
 
 	e.startGateway(func(c *config.Gateway) { c.Mode = config.GatewayModeRequest })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -213,7 +213,7 @@ func TestPoolModeCrashesHycoHTTPS(t *testing.T) {
 	lc := e.emu.ListenerCredentials(entity)
 	node := emulatortest.StartNode(t, bin, "https-listener.js", lc.WebSocketURL(relay.ActionListen, relay.URLOptions{}).String(), lc)
 	node.WaitLine(t, "ready", 10*time.Second)
-	eventually(t, 10*time.Second, "hyco-https registered", func() bool { return e.emu.ListenerCount(entity) == 1 })
+	testlog.WaitFor(t, "hyco-https registered", func() bool { return e.emu.ListenerCount(entity) == 1 })
 
 	e.startGateway(nil) // GATEWAY_MODE=pool
 	select {

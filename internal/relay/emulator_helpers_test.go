@@ -59,6 +59,19 @@ func startListener(t *testing.T, emu *emulator.Server, entity string, cfg relay.
 	return l, errc
 }
 
+// runError waits for the Run of a listener from startListener to return
+// on errc and returns its error, failing the test if it does not.
+func runError(t *testing.T, errc <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-waitCtx(t).Done():
+		t.Fatal("Run did not return")
+		return nil
+	}
+}
+
 // echo is a ConnHandler that sends every message back.
 func echo(ctx context.Context, c *relay.ListenerConn) {
 	for {

@@ -15,6 +15,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 func TestEmulatorReject(t *testing.T) {
@@ -117,7 +118,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			if !errors.As(err, &re) || !errors.Is(err, tt.want) || relay.Retryable(err) {
 				t.Fatalf("got %v, want a non-retryable %v", err, tt.want)
 			}
-			for _, secret := range []string{tt.c.Key, sigOf2(tok)} {
+			for _, secret := range []string{tt.c.Key, testlog.Signature(tok)} {
 				if secret != "" && strings.Contains(err.Error(), secret) {
 					t.Fatalf("error leaks a secret: %v", err)
 				}
@@ -130,48 +131,26 @@ func TestEmulatorAuthErrors(t *testing.T) {
 		t.Parallel()
 		c := relay.Credentials{Host: good.Host, EntityPath: "hc1", KeyName: "sendonly", Key: sendKey, Insecure: true}
 		_, errc := startListener(t, emu, "hc1", relay.ListenerConfig{Credentials: c, ConnHandler: echo})
-		select {
-		case err := <-errc:
-			if !errors.Is(err, relay.ErrForbidden) {
-				t.Fatalf("got %v, want ErrForbidden", err)
-			}
-		case <-waitCtx(t).Done():
-			t.Fatal("Run did not return")
+		if err := runError(t, errc); !errors.Is(err, relay.ErrForbidden) {
+			t.Fatalf("got %v, want ErrForbidden", err)
 		}
 	})
 	t.Run("listener wrong key", func(t *testing.T) {
 		t.Parallel()
 		c := relay.Credentials{Host: good.Host, EntityPath: "hc1", KeyName: "listenonly", Key: sendKey, Insecure: true}
 		_, errc := startListener(t, emu, "hc1", relay.ListenerConfig{Credentials: c, ConnHandler: echo})
-		select {
-		case err := <-errc:
-			if !errors.Is(err, relay.ErrUnauthorized) || strings.Contains(err.Error(), sendKey) {
-				t.Fatalf("got %v, want ErrUnauthorized", err)
-			}
-		case <-waitCtx(t).Done():
-			t.Fatal("Run did not return")
+		if err := runError(t, errc); !errors.Is(err, relay.ErrUnauthorized) || strings.Contains(err.Error(), sendKey) {
+			t.Fatalf("got %v, want ErrUnauthorized", err)
 		}
 	})
-}
-
-func sigOf2(tok string) string {
-	if tok == "" {
-		return ""
-	}
-	return sigOf(tok)
 }
 
 func TestEmulatorListenerNotFound(t *testing.T) {
 	t.Parallel()
 	emu := emulatortest.Start(t, func(c *emulator.Config) { c.AutoCreate = false })
 	_, errc := startListener(t, emu, "missing", relay.ListenerConfig{ConnHandler: echo})
-	select {
-	case err := <-errc:
-		if !errors.Is(err, relay.ErrEntityNotFound) {
-			t.Fatalf("got %v, want ErrEntityNotFound", err)
-		}
-	case <-waitCtx(t).Done():
-		t.Fatal("Run did not return on 404")
+	if err := runError(t, errc); !errors.Is(err, relay.ErrEntityNotFound) {
+		t.Fatalf("got %v, want ErrEntityNotFound", err)
 	}
 }
 
@@ -185,13 +164,8 @@ func TestEmulatorListenerCap(t *testing.T) {
 		t.Fatalf("ListenerCount = %d, want 25", n)
 	}
 	_, errc := startListener(t, emu, "capped", relay.ListenerConfig{ConnHandler: echo})
-	select {
-	case err := <-errc:
-		if !errors.Is(err, relay.ErrForbidden) || !strings.Contains(err.Error(), "listeners") {
-			t.Fatalf("26th listener: got %v, want ErrForbidden naming the quota", err)
-		}
-	case <-waitCtx(t).Done():
-		t.Fatal("26th listener's Run did not return")
+	if err := runError(t, errc); !errors.Is(err, relay.ErrForbidden) || !strings.Contains(err.Error(), "listeners") {
+		t.Fatalf("26th listener: got %v, want ErrForbidden naming the quota", err)
 	}
 }
 

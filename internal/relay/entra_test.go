@@ -327,13 +327,8 @@ func TestEntraEmulatorRejections(t *testing.T) {
 	t.Run("listener with Send only", func(t *testing.T) {
 		t.Parallel()
 		_, errc := startListener(t, emu, "hc1", relay.ListenerConfig{Credentials: entraCreds(emu, "hc1", newMintingSource(iss, time.Hour, "Send")), ConnHandler: echo})
-		select {
-		case err := <-errc:
-			if !errors.Is(err, relay.ErrForbidden) {
-				t.Fatalf("got %v, want ErrForbidden", err)
-			}
-		case <-waitCtx(t).Done():
-			t.Fatal("Run did not return")
+		if err := runError(t, errc); !errors.Is(err, relay.ErrForbidden) {
+			t.Fatalf("got %v, want ErrForbidden", err)
 		}
 	})
 }

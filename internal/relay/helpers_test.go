@@ -4,29 +4,21 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/relaygate/relaygate/internal/testlog"
 )
 
-// waitLimit bounds every wait for an event in this package's tests. It is
-// generous so that a loaded machine cannot fail a test; a correct run never
-// comes near it. Tests assert on events and states, never on elapsed time.
-const waitLimit = 30 * time.Second
+// waitLimit bounds every wait for an event in this package's tests: the
+// shared testlog.Timeout, generous so that a loaded machine cannot fail a
+// test; a correct run never comes near it. Tests assert on events and
+// states, never on elapsed time.
+const waitLimit = testlog.Timeout
 
-// waitFor polls cond until it holds, failing the test after waitLimit.
-// Use it only where no channel or hook signals the event.
+// waitFor polls cond until it holds (testlog.WaitFor). Use it only where no
+// channel or hook signals the event.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(waitLimit)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", waitLimit, what)
-		}
-		<-tick.C
-	}
+	testlog.WaitFor(tb, what, cond)
 }
 
 // waitCtx is a context bounding one test step (waitLimit).
@@ -36,9 +28,7 @@ func waitCtx(tb testing.TB) context.Context {
 	return ctx
 }
 
-// testLogger logs at debug level to the test's output (and keeps it, see
-// testlog.New), tagged with component.
+// testLogger is testlog.Logger tagged with component.
 func testLogger(tb testing.TB, component string) *slog.Logger {
-	log, _ := testlog.New(tb)
-	return log.With("component", component)
+	return testlog.Logger(tb).With("component", component)
 }

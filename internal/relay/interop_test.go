@@ -26,24 +26,7 @@ import (
 // sb-hc-token query parameter, logging into log.
 func startQueryOnly(t *testing.T, log *slog.Logger) *emulator.Server {
 	t.Helper()
-	emu, err := emulator.New(emulator.Config{
-		Addr:           "127.0.0.1:0",
-		Rules:          []emulator.Rule{{Name: emulatortest.KeyName, Key: emulatortest.RandomKey(), Rights: emulator.RightManage}},
-		AutoCreate:     true,
-		QueryTokenOnly: true,
-	}, log.With("component", "emulator"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		emu.Close(ctx)
-	})
-	return emu
+	return emulatortest.StartLogged(t, log.With("component", "emulator"), func(c *emulator.Config) { c.QueryTokenOnly = true })
 }
 
 // assertNoToken fails when logs (or an error text) show the key or any

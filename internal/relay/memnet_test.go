@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
-	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // memHost is the host name of every server on a memNet; the network
@@ -54,7 +52,7 @@ func serveMemEmulator(t *testing.T, opts ...func(*emulator.Config)) (*emulator.S
 	for _, o := range opts {
 		o(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(testlog.Output(t), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "emulator")
+	log := testLogger(t, "emulator")
 	emu, err := emulator.New(cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -29,18 +29,6 @@ const (
 	TokenAuto TokenPlacement = "auto"
 )
 
-// ParseTokenPlacement parses "header", "query" or "auto"; "" is "header".
-func ParseTokenPlacement(s string) (TokenPlacement, error) {
-	p := TokenPlacement(s)
-	if err := p.Validate(); err != nil {
-		return "", err
-	}
-	if p == "" {
-		return TokenInHeader, nil
-	}
-	return p, nil
-}
-
 // Validate reports whether p is one of the placements or "".
 func (p TokenPlacement) Validate() error {
 	switch p {

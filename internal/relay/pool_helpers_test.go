@@ -183,8 +183,8 @@ func newTestPool(tb testing.TB, creds relay.Credentials, mod func(*relay.PoolCon
 func newTestPoolLog(tb testing.TB, creds relay.Credentials, mod func(*relay.PoolConfig), m relay.Metrics, log *slog.Logger) *relay.Pool {
 	tb.Helper()
 	cfg := relay.PoolConfig{
-		Credentials:  creds,
-		Size:         2,
+		Credentials: creds,
+		Size:        2,
 		// Generous: a loaded machine under -race must not time out a
 		// healthy write, dial or pong. Tests of those timeouts set their own.
 		WriteTimeout: 30 * time.Second,

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // statusServer answers every request with the raw status line "HTTP/1.1
@@ -47,11 +48,6 @@ func credsFor(t *testing.T, rawURL string) relay.Credentials {
 		t.Fatal(err)
 	}
 	return relay.Credentials{Host: u.Host, EntityPath: "hc1", KeyName: "send", Key: testKey, Insecure: true}
-}
-
-func sigOf(tok string) string {
-	i, j := strings.Index(tok, "sig="), strings.Index(tok, "&se=")
-	return tok[i+4 : j]
 }
 
 func TestDialRefusals(t *testing.T) {
@@ -128,13 +124,13 @@ func TestDialErrorsNeverContainToken(t *testing.T) {
 	if !relay.Retryable(err) {
 		t.Errorf("connection refused is not retryable: %v", err)
 	}
-	for _, s := range []string{sigOf(tok), url.QueryEscape(sigOf(tok)), testKey} {
+	for _, s := range []string{testlog.Signature(tok), url.QueryEscape(testlog.Signature(tok)), testKey} {
 		if strings.Contains(err.Error(), s) || strings.Contains(fmt.Sprintf("%+v %#v", err, err), s) {
 			t.Fatalf("error leaks the token: %v", err)
 		}
 	}
 	var ue *url.Error
-	if errors.As(err, &ue) && strings.Contains(ue.URL, sigOf(tok)) {
+	if errors.As(err, &ue) && strings.Contains(ue.URL, testlog.Signature(tok)) {
 		t.Fatalf("url.Error in the chain leaks the token: %s", ue.URL)
 	}
 	if !strings.Contains(err.Error(), "REDACTED") {

@@ -42,7 +42,13 @@ func WaitFor(tb testing.TB, what string, cond func() bool) {
 // Logger returns a debug-level text logger that writes to tb's output
 // until tb's test ends (see Output); use New to also read what it logged.
 func Logger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(Output(tb), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return LoggerAt(tb, slog.LevelDebug)
+}
+
+// LoggerAt is Logger at level: for code under load, whose debug lines
+// would swamp the test's output.
+func LoggerAt(tb testing.TB, level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewTextHandler(Output(tb), &slog.HandlerOptions{Level: level}))
 }
 
 // Signature returns the sig parameter of a shared access signature (as it

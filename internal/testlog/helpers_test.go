@@ -1,6 +1,7 @@
 package testlog_test
 
 import (
+	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -45,6 +46,17 @@ func TestLoggerWritesDebugToTheTestOutput(t *testing.T) {
 	testlog.Logger(tb).Debug("hello")
 	if !strings.Contains(tb.out.String(), "level=DEBUG msg=hello") {
 		t.Errorf("got %q, want the debug line", tb.out.String())
+	}
+}
+
+func TestLoggerAtDropsLinesBelowLevel(t *testing.T) {
+	t.Parallel()
+	tb := &fakeTB{TB: t}
+	log := testlog.LoggerAt(tb, slog.LevelWarn)
+	log.Info("quiet")
+	log.Warn("loud")
+	if got := tb.out.String(); strings.Contains(got, "quiet") || !strings.Contains(got, "level=WARN msg=loud") {
+		t.Errorf("got %q, want only the warning", got)
 	}
 }
 

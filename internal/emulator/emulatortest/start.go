@@ -21,6 +21,13 @@ const KeyName = emulator.DevKeyName
 // tb.Cleanup. Use s.Credentials(entity) to reach it.
 func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 	tb.Helper()
+	return StartLogged(tb, testlog.Logger(tb).With("component", "emulator"), opts...)
+}
+
+// StartLogged is Start logging to log, for a test that reads what the
+// emulator logged (testlog.New).
+func StartLogged(tb testing.TB, log *slog.Logger, opts ...func(*emulator.Config)) *emulator.Server {
+	tb.Helper()
 	cfg := emulator.Config{
 		Addr:       "127.0.0.1:0",
 		Rules:      []emulator.Rule{emulator.DevRule()},
@@ -29,7 +36,6 @@ func Start(tb testing.TB, opts ...func(*emulator.Config)) *emulator.Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(testlog.Output(tb), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "emulator")
 	s, err := emulator.New(cfg, log, nil)
 	if err != nil {
 		tb.Fatalf("emulatortest: new: %v", err)
