@@ -158,6 +158,7 @@ func requestClient(dial *http.Client) *http.Client {
 	}
 	tr := dial.Transport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = false
+	tr.MaxIdleConnsPerHost = relay.DefaultSenderIdleConns // net/http keeps 2: most requests would dial
 	return &http.Client{Transport: tr}
 }
 
