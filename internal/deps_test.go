@@ -45,6 +45,16 @@ var layerRules = []struct {
 		forbid: []string{module + "/internal/api", module + "/internal/emulator", module + "/internal/config"},
 	},
 	{
+		name:   "api traces through OpenTelemetry's API only: the SDK and exporters are set up by internal/tracing for cmd",
+		from:   "internal/api",
+		forbid: []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters/"},
+	},
+	{
+		name:   "forward traces through OpenTelemetry's API only",
+		from:   "internal/forward",
+		forbid: []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters/"},
+	},
+	{
 		name:        "emulator does not import api",
 		from:        "internal/emulator",
 		subpackages: true,

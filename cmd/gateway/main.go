@@ -15,12 +15,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/gateway"
 	"github.com/relaygate/relaygate/internal/logging"
+	"github.com/relaygate/relaygate/internal/memlimit"
+	"github.com/relaygate/relaygate/internal/tracing"
 )
 
 func main() {
@@ -51,29 +53,54 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	log = slog.New(logging.NewLevelFlusher(log.Handler(), bw, slog.LevelWarn))
-	if cfg.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
+	mem, err := memlimit.Decide(memlimit.Input{GOMEMLIMIT: os.Getenv("GOMEMLIMIT"),
+		Configured: cfg.MemoryLimit, ConfiguredSet: cfg.MemoryLimitSet(), Default: config.GatewayDefaults().MemoryLimit})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
-	g, err := gateway.New(cfg, log)
+	memlimit.Apply(mem, log)
+	tp, err := tracing.New(ctx, "relaygate-gateway", os.Getenv)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer flushTraces(tp, log)
+	log.Info("tracing", "otlp_export", tp.Exporting(), "envelope_traceparent", cfg.EnvelopeTraceparent)
+	g, err := gateway.New(cfg, log, gateway.WithTracerProvider(tp.TracerProvider()))
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	if err := g.Start(ctx); err != nil {
-		return errors.Join(fmt.Errorf("gateway: %w", err), shutdown(g, cfg))
+		return errors.Join(fmt.Errorf("gateway: %w", err), shutdown(g, cfg, false))
 	}
 	g.Banner(stderr)
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+		log.Info("shutting down", "drain", cfg.DrainDelay, "grace", cfg.ShutdownTimeout)
+		return shutdown(g, cfg, true)
 	case err := <-g.Err():
 		log.Error("http server failed", "err", err)
+		return shutdown(g, cfg, false)
 	}
-	return shutdown(g, cfg)
 }
 
-// shutdown stops g within the grace period, on a fresh context (the
-// signal context is already done).
-func shutdown(g *gateway.Gateway, cfg config.Gateway) error {
+// flushTraces exports the spans still buffered, within 5 s.
+func flushTraces(tp *tracing.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(ctx); err != nil {
+		log.Warn("exporting the last spans failed", "err", err)
+	}
+}
+
+// shutdown drains g for GATEWAY_DRAIN_DELAY (when drain is set), then
+// stops it within GATEWAY_SHUTDOWN_TIMEOUT, on fresh contexts (the signal
+// context is already done). A second signal ends the drain early.
+func shutdown(g *gateway.Gateway, cfg config.Gateway, drain bool) error {
+	if drain {
+		dctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		g.Drain(dctx)
+		stop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	return g.Shutdown(ctx)

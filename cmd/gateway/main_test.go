@@ -43,8 +43,10 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 func TestRunServesUntilCancelled(t *testing.T) {
 	testlog.Setenv(t, map[string]string{
 		"GATEWAY_ADDR": "127.0.0.1:0", "GATEWAY_SHUTDOWN_TIMEOUT": "5s",
-		"GATEWAY_ADMIN_ADDR": "127.0.0.1:0", // not the default 9090: other processes may hold it
+		"GATEWAY_ADMIN_ADDR":   "127.0.0.1:0", // not the default 9090: other processes may hold it
+		"GATEWAY_MEMORY_LIMIT": "50331648",
 	}, "GATEWAY")
+	t.Setenv("GOMEMLIMIT", "") // the explicit GATEWAY_MEMORY_LIMIT must win
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testlog.Buffer
 	done := make(chan error, 1)
@@ -56,5 +58,10 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `msg=stopped`) {
 		t.Errorf("no clean stop in the log:\n%s", out.String())
+	}
+	for _, want := range []string{`msg="memory limit" limit_bytes=50331648 limit="48.0 MiB" source=GATEWAY_MEMORY_LIMIT`, `msg=tracing otlp_export=false`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the log lacks %s:\n%s", want, out.String())
+		}
 	}
 }

@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
 	"github.com/relaygate/relaygate/internal/forward"
 	"github.com/relaygate/relaygate/internal/logging"
 	"github.com/relaygate/relaygate/internal/relay"
+	"github.com/relaygate/relaygate/internal/tracing"
 )
 
 func main() {
@@ -55,11 +57,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	tp, err := tracing.New(ctx, "relaygate-listener", os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(fctx); err != nil {
+			log.Warn("exporting the last spans failed", "err", err)
+		}
+	}()
 	h, err := forward.New(forward.Config{
-		Target:       cfg.ForwardURL(),
-		StripPrefix:  "/" + creds.EntityPath,
-		Timeout:      cfg.ForwardTimeout,
-		MaxBodyBytes: cfg.MaxMessageBytes,
+		Target:         cfg.ForwardURL(),
+		StripPrefix:    "/" + creds.EntityPath,
+		Timeout:        cfg.ForwardTimeout,
+		MaxBodyBytes:   cfg.MaxMessageBytes,
+		TracerProvider: tp.TracerProvider(),
 	}, stdout, log)
 	if err != nil {
 		return err
@@ -84,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if u := cfg.ForwardURL(); u != nil {
 		mode = "forward to " + forward.Shown(u)
 	}
-	log.Info("listener starting", "relay", creds, "mode", mode)
+	log.Info("listener starting", "relay", creds, "mode", mode, "otlp_export", tp.Exporting())
 	if err := l.Run(ctx); err != nil {
 		return explain(err, creds)
 	}

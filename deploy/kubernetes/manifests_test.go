@@ -56,7 +56,8 @@ const (
 // read from it by reflection; once these land there, this list is unused
 // (the test logs it) and can go.
 var pendingGatewayVars = map[string]string{
-	"GATEWAY_DRAIN_DELAY": "5s",
+	"GATEWAY_ADMIN_ADDR": "",
+	"GATEWAY_MAX_CONNS":  "",
 }
 
 // placeholders stand in for the values the manifests take from Secrets, so

@@ -42,9 +42,11 @@ type batchResponse struct {
 // to each. After the first failure the rest are not sent (so the listener
 // never sees a gap in the order) and are reported failed.
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) error {
-	if s.isDraining() {
-		return newProblem(codeDraining, "the gateway is shutting down")
+	release, err := s.admit(r)
+	if err != nil {
+		return err
 	}
+	defer release()
 	ndjson, err := batchKindOf(r)
 	if err != nil {
 		return err
@@ -93,6 +95,7 @@ func (s *Server) sendBatch(ctx context.Context, rid string, items []sendItem) ba
 	defer frame.release()
 	resp := batchResponse{Results: make([]batchResult, len(items))}
 	var stop *problem
+	traceparent := s.envelopeTraceparent(ctx)
 	for i, it := range items {
 		res := &resp.Results[i]
 		res.ID, res.Status = it.ID, batchSent
@@ -101,7 +104,7 @@ func (s *Server) sendBatch(ctx context.Context, rid string, items []sendItem) ba
 			resp.Failed++
 			continue
 		}
-		frame.b = appendEnvelope(frame.b[:0], it.ID, it.Message)
+		frame.b = appendEnvelope(frame.b[:0], it.ID, traceparent, it.Message)
 		if err := s.relayer.Send(ctx, relay.Message{ID: it.ID, Type: relay.MessageText, Data: frame.b}); err != nil {
 			stop = problemFor(err)
 			s.log.LogAttrs(ctx, slog.LevelWarn, "batch stopped", slog.String("request_id", rid),

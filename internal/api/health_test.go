@@ -33,14 +33,16 @@ func TestHealthAndReadiness(t *testing.T) {
 	if p := decodeProblem(t, r); r.StatusCode != 503 || !strings.Contains(p.Detail, "draining") {
 		t.Errorf("readyz while draining: %d %+v", r.StatusCode, p)
 	}
+	// Requests are still served while draining, each closing its
+	// keep-alive connection.
 	r = e.do("POST", "/messages", "text/plain", []byte("x"))
-	if p := decodeProblem(t, r); r.StatusCode != 503 || p.Code != "draining" {
-		t.Errorf("send while draining: %d %+v", r.StatusCode, p)
+	if c := r.Header.Get("Connection"); r.StatusCode != 202 || c != "close" {
+		t.Errorf("send while draining: %d, Connection: %q; want 202 and close", r.StatusCode, c)
 	}
 	if r := e.do("GET", "/healthz", "", nil); r.StatusCode != 200 {
 		t.Errorf("healthz while draining %d", r.StatusCode)
 	}
-	if len(e.rl.messages()) != 0 {
-		t.Error("relayed while draining")
+	if len(e.rl.messages()) != 1 {
+		t.Error("not relayed while draining")
 	}
 }

@@ -15,10 +15,16 @@ import (
 
 // appendEnvelope appends the text frame a listener receives for a JSON
 // message, {"id":…,"message":…}, with the message's bytes as posted. id
-// needs no escaping: it matches idPattern or is a generated UUID.
-func appendEnvelope(b []byte, id string, message []byte) []byte {
+// needs no escaping: it matches idPattern or is a generated UUID. A
+// non-empty traceparent (Config.EnvelopeTraceparent; W3C form, hex digits
+// and dashes) comes second: {"id":…,"traceparent":…,"message":…}.
+func appendEnvelope(b []byte, id, traceparent string, message []byte) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)
+	if traceparent != "" {
+		b = append(b, `","traceparent":"`...)
+		b = append(b, traceparent...)
+	}
 	b = append(b, `","message":`...)
 	b = append(b, message...)
 	return append(b, '}')
@@ -48,12 +54,16 @@ const (
 // and returns the listener's answer (delivery=request, 200). The body and
 // the JSON envelope live in pooled buffers until the relay has taken them.
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
-	if s.isDraining() {
-		return newProblem(codeDraining, "the gateway is shutting down")
-	}
 	delivery, err := deliveryMode(r, s.cfg.RequestOnly)
 	if err != nil {
 		return err
+	}
+	if delivery == deliverySend {
+		release, err := s.admit(r)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	kind, err := bodyKindOf(r)
 	if err != nil {
@@ -66,7 +76,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	defer body.release()
 	frame := getBuffer()
 	defer frame.release()
-	msg, err := readMessage(kind, body.b, frame)
+	msg, err := readMessage(kind, body.b, frame, s.envelopeTraceparent(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -74,6 +84,25 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		return s.deliver(w, r, msg, kind.contentType())
 	}
 	return s.send(w, r, msg)
+}
+
+// admit counts r's body against MaxInflightBytes, or refuses it with 503
+// overloaded at once when the gateway already handles that much (a lone
+// request is always admitted). release must be called when r is done.
+func (s *Server) admit(r *http.Request) (release func(), err error) {
+	limit := s.cfg.MaxInflightBytes
+	if limit <= 0 {
+		return func() {}, nil
+	}
+	cost := s.cfg.MaxBodyBytes
+	if r.ContentLength >= 0 && r.ContentLength < cost {
+		cost = max(r.ContentLength, 1)
+	}
+	if n := s.inflight.Add(cost); n > limit && n > cost {
+		s.inflight.Add(-cost)
+		return nil, newProblem(codeOverloaded, "the gateway is handling as many message bytes as it can; retry later")
+	}
+	return func() { s.inflight.Add(-cost) }, nil
 }
 
 // deliveryMode returns the ?delivery= query parameter, send by default. A
@@ -146,8 +175,9 @@ func bodyKindOf(r *http.Request) (bodyKind, error) {
 }
 
 // readMessage makes the relay message of a POST /messages body. For JSON,
-// the envelope is built in frame; otherwise Data aliases body.
-func readMessage(kind bodyKind, body []byte, frame *buffer) (relay.Message, error) {
+// the envelope (with traceparent, if not "") is built in frame; otherwise
+// Data aliases body.
+func readMessage(kind bodyKind, body []byte, frame *buffer, traceparent string) (relay.Message, error) {
 	switch kind {
 	case bodyText:
 		if !utf8.Valid(body) {
@@ -164,7 +194,7 @@ func readMessage(kind bodyKind, body []byte, frame *buffer) (relay.Message, erro
 	if it.ID == "" {
 		it.ID = newID()
 	}
-	frame.b = appendEnvelope(frame.b[:0], it.ID, it.Message)
+	frame.b = appendEnvelope(frame.b[:0], it.ID, traceparent, it.Message)
 	return relay.Message{ID: it.ID, Type: relay.MessageText, Data: frame.b}, nil
 }
 

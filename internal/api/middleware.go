@@ -22,6 +22,10 @@ const idPattern = `^[A-Za-z0-9._:-]{1,128}$`
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setRequestID(w, r)
+		if s.isDraining() {
+			// net/http closes the connection after this response.
+			w.Header().Set("Connection", "close")
+		}
 		next.ServeHTTP(w, r)
 	})
 }

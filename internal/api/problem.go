@@ -140,6 +140,9 @@ func problemFor(err error) *problem {
 		return &problem{Code: codeRelayUnreachable, Detail: "the relay is unreachable (DNS, connection or TLS failure)", Err: err}
 	case errors.Is(err, relay.ErrMessageTooLarge):
 		return &problem{Code: codePayloadTooLarge, Detail: "the message exceeds the relay connection's limit", Err: err}
+	case errors.Is(err, relay.ErrPartialWrite):
+		// Not a 503/504: those promise the message was not sent.
+		return &problem{Code: codeRelayError, Detail: "the relay connection failed while the message was being written: it may have been delivered", Err: err}
 	case errors.Is(err, relay.ErrOverloaded):
 		return &problem{Code: codeOverloaded, Detail: "every relay connection's send queue is full", Err: err}
 	case errors.Is(err, relay.ErrClosed):

@@ -37,6 +37,7 @@ func (q *RelayRequester) Request(ctx context.Context, req ListenerRequest) (*Lis
 	if req.RequestID != "" {
 		h.Set("X-Request-Id", req.RequestID)
 	}
+	injectTraceContext(ctx, h)
 	resp, err := q.Doer.Send(ctx, http.MethodPost, "", nil, h, bytes.NewReader(req.Body))
 	if err != nil {
 		return nil, err

@@ -10,8 +10,9 @@ import (
 )
 
 // Handler returns the HTTP handler of the whole REST surface. Middleware
-// order: RequestID → logger (+ metrics) → Recoverer → Host and Origin
-// checks → CORS; API keys on the /messages and /token group only.
+// order: RequestID → trace context (tracing.go) → logger (+ metrics) →
+// Recoverer → Host and Origin checks → CORS; API keys on the /messages and
+// /token group only.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	s.routes(r)
@@ -20,7 +21,7 @@ func (s *Server) Handler() http.Handler {
 
 // routes is the only place chi paths appear.
 func (s *Server) routes(r chi.Router) {
-	r.Use(s.requestID, s.logRequests, s.recoverer, s.checkHostOrigin, s.cors, headAsGet)
+	r.Use(s.requestID, s.traceRequests, s.logRequests, s.recoverer, s.checkHostOrigin, s.cors, headAsGet)
 	r.NotFound(s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return newProblem(codeNotFound, "no route for %s", truncate(r.URL.Path, maxEchoedPath))
 	}))

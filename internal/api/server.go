@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -92,10 +94,23 @@ type Config struct {
 	Console ConsoleHandlers
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// MaxInflightBytes bounds the request-body bytes (Content-Length, or
+	// MaxBodyBytes when unknown) of the POST /messages sends being handled
+	// at once: above it a send gets 503 overloaded with Retry-After before
+	// its body is read. With the pool's queue caps it keeps the latency of
+	// accepted requests bounded under overload. 0: no bound.
+	MaxInflightBytes int64
 	// RequestOnly makes HTTP request mode the default of POST /messages
 	// and refuses ?delivery=send with 400 (GATEWAY_MODE=request, for
 	// listeners that serve no WebSockets; see RequestOnly).
 	RequestOnly bool
+	// TracerProvider, if set, records a server span per request (see
+	// traceRequests); nil records none but still passes trace context on.
+	TracerProvider trace.TracerProvider
+	// EnvelopeTraceparent adds "traceparent" to the {"id","message"}
+	// envelope of JSON messages sent over WebSockets (off: listeners see
+	// the envelope unchanged).
+	EnvelopeTraceparent bool
 }
 
 func (c *Config) setDefaults() {
@@ -151,6 +166,7 @@ type Server struct {
 	hosts     *hostPolicy
 
 	draining atomic.Bool
+	inflight atomic.Int64 // body bytes of sends being handled (MaxInflightBytes)
 }
 
 // New returns a Server. rq may be nil, in which case ?delivery=request
@@ -181,9 +197,11 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 	return s
 }
 
-// Drain marks the server as shutting down: /readyz answers 503 and new
-// POST /messages and GET /token requests get 503 "draining". Requests
-// already past that check finish normally. Drain is idempotent.
+// Drain marks the server as shutting down: /readyz answers 503 at once
+// (so load balancers stop routing to it), while every other request is
+// still served normally, its response carrying "Connection: close" so
+// that clients move their keep-alive connections elsewhere before the
+// listening socket closes. Drain is idempotent.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // isDraining reports whether Drain was called.

@@ -23,9 +23,6 @@ type tokenResponse struct {
 // SharedAccessSignature, or no credentials) it answers 501
 // token_minting_unavailable.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
-	if s.isDraining() {
-		return newProblem(codeDraining, "the gateway is shutting down")
-	}
 	c := s.cfg.Credentials
 	if c.TokenSource != nil {
 		return newProblem(codeTokenMintingUnavailable, "token minting needs a SAS key; this gateway authenticates to the relay with Microsoft Entra ID and never hands out its access tokens")

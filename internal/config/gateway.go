@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -42,27 +43,43 @@ type Gateway struct {
 	Mode           string `split_words:"true" default:"pool" validate:"oneof=pool request" desc:"pool: POST /messages is sent over pooled sender WebSockets (?delivery=request uses HTTP request mode). request: for listeners that serve only HTTP request mode (Microsoft's hyco-https, .NET RequestHandler-only): no sender WebSocket is dialled, every POST /messages is delivered in request mode and answered with the listener's response, ?delivery=send is refused with 400, and /readyz probes the listener"`
 	TokenPlacement string `split_words:"true" default:"header" validate:"oneof=header query auto" desc:"where the SAS token goes on every relay connection and request: header (ServiceBusAuthorization), query (sb-hc-token, for relays that accept only that) or auto (header, then the query after a 401, then the query only)"`
 
-	PoolSize        int           `split_words:"true" default:"4" validate:"min=1,max=64" desc:"number of pooled sender WebSockets kept open to the relay"`
-	QueueSize       int           `split_words:"true" default:"64" validate:"min=1,max=65536" desc:"messages queued per pooled connection before POST /messages answers 503 overloaded"`
-	MaxBodyBytes    int64         `split_words:"true" default:"1048576" validate:"min=1,max=67108864" desc:"largest request body (and listener reply) in bytes; larger bodies get 413"`
-	MaxBatch        int           `split_words:"true" default:"1000" validate:"min=1,max=100000" desc:"most messages in one POST /messages:batch (within GATEWAY_MAX_BODY_BYTES)"`
-	SendTimeout     time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"how long POST /messages may wait for a healthy connection and the write (then 503/504)"`
-	DeliveryTimeout time.Duration `split_words:"true" default:"60s" validate:"min=100ms" desc:"how long POST /messages?delivery=request waits for the listener's answer (Azure's own limit is 60s)"`
-	WriteTimeout    time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"deadline of one WebSocket write on a pooled connection; a stalled connection is replaced"`
-	DialTimeout     time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"deadline of one relay dial (WebSocket handshake including the listener's accept)"`
-	PingInterval    time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"WebSocket ping interval on pooled connections (dead ones are replaced)"`
-	TokenTTL        time.Duration `split_words:"true" default:"1h" validate:"min=1m" desc:"lifetime of the SAS tokens the pool mints; connections are replaced before their token expires"`
-	TokenMaxTTL     time.Duration `split_words:"true" default:"24h" validate:"min=1m" desc:"largest ttl GET /token accepts (its default is 1h, or this cap if smaller)"`
-	RetryAfter      time.Duration `split_words:"true" default:"1s" validate:"min=1s" desc:"Retry-After sent with every 503"`
+	PoolSize         int           `split_words:"true" default:"4" validate:"min=1,max=64" desc:"number of pooled sender WebSockets kept open to the relay"`
+	QueueSize        int           `split_words:"true" default:"64" validate:"min=1,max=65536" desc:"messages queued per pooled connection before POST /messages answers 503 overloaded"`
+	MaxBodyBytes     int64         `split_words:"true" default:"1048576" validate:"min=1,max=67108864" desc:"largest request body (and listener reply) in bytes; larger bodies get 413"`
+	MaxBatch         int           `split_words:"true" default:"1000" validate:"min=1,max=100000" desc:"most messages in one POST /messages:batch (within GATEWAY_MAX_BODY_BYTES)"`
+	SendTimeout      time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"how long POST /messages may wait for a healthy connection and the write (then 503/504)"`
+	DeliveryTimeout  time.Duration `split_words:"true" default:"60s" validate:"min=100ms" desc:"how long POST /messages?delivery=request waits for the listener's answer (Azure's own limit is 60s)"`
+	WriteTimeout     time.Duration `split_words:"true" default:"2s" validate:"min=100ms" desc:"stall threshold of a pooled connection: a write blocked this long, unsent bytes not draining this long, or a ping unanswered this long stalls it (out of rotation, replaced, kept open to drain)"`
+	StallCloseAfter  time.Duration `split_words:"true" default:"60s" validate:"min=100ms" desc:"how long a stalled pooled connection is kept open for its listener to resume before it is closed (what it had not delivered is counted in relaygate_pool_frames_maybe_lost_total)"`
+	MaxUnsentBytes   int64         `split_words:"true" default:"262144" validate:"min=4096,max=67108864" desc:"most bytes one pooled connection holds written but not acknowledged by the relay (Linux): the worst-case loss per connection when a listener dies"`
+	MaxQueuedBytes   int64         `split_words:"true" default:"1048576" validate:"min=1024,max=1073741824" desc:"most bytes waiting in one pooled connection's queue before POST /messages answers 503 overloaded"`
+	MaxConnAge       time.Duration `split_words:"true" default:"20s" validate:"min=0" desc:"pooled connections are replaced (make-before-break) after this age, jittered ±20%, so listeners that (re)connect get traffic; 0 disables"`
+	MaxInflightBytes int64         `split_words:"true" default:"33554432" validate:"min=0" desc:"most request-body bytes (by Content-Length, else GATEWAY_MAX_BODY_BYTES) POST /messages handles at once; above it requests get 503 overloaded with Retry-After at once; 0 disables"`
+	DialTimeout      time.Duration `split_words:"true" default:"10s" validate:"min=100ms" desc:"deadline of one relay dial (WebSocket handshake including the listener's accept)"`
+	PingInterval     time.Duration `split_words:"true" default:"30s" validate:"min=100ms" desc:"WebSocket ping interval on pooled connections (dead ones are replaced)"`
+	TokenTTL         time.Duration `split_words:"true" default:"1h" validate:"min=1m" desc:"lifetime of the SAS tokens the pool mints; connections are replaced before their token expires"`
+	TokenMaxTTL      time.Duration `split_words:"true" default:"24h" validate:"min=1m" desc:"largest ttl GET /token accepts (its default is 1h, or this cap if smaller)"`
+	RetryAfter       time.Duration `split_words:"true" default:"1s" validate:"min=1s" desc:"Retry-After sent with every 503"`
 	// MemoryLimit is a soft limit, not a cap: near it the GC runs more often
 	// instead of letting the heap double (relaybench: 1,000 clients peak at
 	// ~80 MiB RSS without it, ~55 MiB with 48 MiB).
-	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it; ignored when GOMEMLIMIT is set"`
-	ShutdownTimeout time.Duration `split_words:"true" default:"15s" validate:"min=100ms" desc:"grace period on SIGINT/SIGTERM for in-flight requests and closing pooled connections"`
+	MemoryLimit     int64         `split_words:"true" default:"50331648" validate:"min=0" desc:"soft memory limit of the Go runtime in bytes (debug.SetMemoryLimit); 0 disables it. Unset: 90% of the container's cgroup memory limit if there is one, else this default. GOMEMLIMIT, when set, wins"`
+	DrainDelay      time.Duration `split_words:"true" default:"5s" validate:"min=0" desc:"on SIGINT/SIGTERM, /readyz answers 503 at once but requests are served normally this long (for load balancers to stop routing) before the listening socket closes"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"15s" validate:"min=100ms" desc:"grace period after GATEWAY_DRAIN_DELAY for in-flight requests and closing pooled connections"`
+
+	EnvelopeTraceparent bool `split_words:"true" default:"false" desc:"add the W3C traceparent of the request's trace as a \"traceparent\" member of the {\"id\",\"message\"} envelope of JSON messages sent over WebSockets (cmd/listener continues the trace from it); off, listeners see the envelope unchanged. Traces are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set"`
 
 	LogLevel  string `split_words:"true" default:"info" validate:"oneof=debug info warn error" desc:"log level on stderr: debug, info, warn or error"`
 	LogFormat string `split_words:"true" default:"text" validate:"oneof=text json" desc:"log format on stderr: text or json"`
+
+	// memoryLimitSet reports whether GATEWAY_MEMORY_LIMIT was set rather
+	// than defaulted (see MemoryLimitSet).
+	memoryLimitSet bool
 }
+
+// MemoryLimitSet reports whether GATEWAY_MEMORY_LIMIT was set explicitly:
+// only then does MemoryLimit override the container's cgroup limit.
+func (c *Gateway) MemoryLimitSet() bool { return c.memoryLimitSet }
 
 // minAPIKeyLen is the shortest accepted API key.
 const minAPIKeyLen = 16
@@ -74,6 +91,7 @@ const minAPIKeyLen = 16
 func LoadGateway(args []string, out io.Writer) (Gateway, error) {
 	var c Gateway
 	err := load(GatewayPrefix, &c, command{name: "gateway", head: gatewayUsageHead}, args, out)
+	_, c.memoryLimitSet = os.LookupEnv(GatewayPrefix + "_MEMORY_LIMIT")
 	return c, err
 }
 

@@ -264,3 +264,30 @@ func TestHelpTablesAligned(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayMemoryLimitSet tells an explicit GATEWAY_MEMORY_LIMIT (even
+// one equal to the default, or 0) from the default, which must not
+// override the container's cgroup limit.
+func TestGatewayMemoryLimitSet(t *testing.T) {
+	for _, tt := range []struct {
+		env     map[string]string
+		wantSet bool
+		want    int64
+	}{
+		{nil, false, 50331648},
+		{map[string]string{"GATEWAY_MEMORY_LIMIT": "50331648"}, true, 50331648},
+		{map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}, true, 0},
+	} {
+		testlog.Setenv(t, tt.env, GatewayPrefix)
+		c, err := LoadGateway(nil, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MemoryLimitSet() != tt.wantSet || c.MemoryLimit != tt.want {
+			t.Errorf("%v: MemoryLimitSet() = %v, MemoryLimit = %d; want %v, %d", tt.env, c.MemoryLimitSet(), c.MemoryLimit, tt.wantSet, tt.want)
+		}
+	}
+	if d := GatewayDefaults(); d.MemoryLimitSet() {
+		t.Error("GatewayDefaults().MemoryLimitSet() = true")
+	}
+}

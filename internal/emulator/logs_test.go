@@ -53,6 +53,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 
 	// Bad flows in a tight loop, header and query.
 	const attempts = 200
+	start := time.Now()
 	for i := range attempts {
 		tok := []string{bad, expired, "SharedAccessSignature sr=x&sig=" + key + "&se=1&skn=root"}[i%3]
 		u := c.WebSocketURL(relay.ActionListen, relay.URLOptions{})
@@ -93,8 +94,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		secrets = append(secrets, testlog.Signature(tok), raw)
 	}
 	testlog.AssertNoSecrets(t, out, append(secrets, "SharedAccessSignature")...)
-	if n := strings.Count(out, "authorization failed"); n == 0 || n > 20 {
-		t.Errorf("%d 'authorization failed' lines for %d attempts; want a few (rate-limited)", n, attempts)
+	// The limiter lets 5 lines a second through (server.go): the bound
+	// follows the time the loop took, so a slow machine cannot fail it.
+	limit := 5 * (int(time.Since(start)/time.Second) + 2)
+	if n := strings.Count(out, "authorization failed"); n == 0 || n > limit || n >= attempts/2 {
+		t.Errorf("%d 'authorization failed' lines for %d attempts; want at most %d (rate-limited)", n, attempts, limit)
 	}
 	if !strings.Contains(out, "suppressed=") && strings.Count(out, "authorization failed") >= attempts {
 		t.Errorf("no suppression count logged")

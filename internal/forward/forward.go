@@ -16,6 +16,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -61,6 +64,10 @@ type Config struct {
 	Transport http.RoundTripper
 	// Now is the clock of the printed lines; nil means time.Now.
 	Now func() time.Time
+	// TracerProvider, if set, records a span per message and relayed
+	// request, continuing the sender's trace (see tracing.go); nil records
+	// none. Trace context is passed on to the target either way.
+	TracerProvider trace.TracerProvider
 }
 
 // Line is one JSON line printed on the output, for a WebSocket message
@@ -97,6 +104,7 @@ type Handler struct {
 	log    *slog.Logger
 	client *http.Client
 	proxy  *httputil.ReverseProxy
+	tracer trace.Tracer // nil: not tracing
 
 	// Guarded by outMu.
 	outMu sync.Mutex
@@ -127,6 +135,9 @@ func New(cfg Config, out io.Writer, log *slog.Logger) (*Handler, error) {
 		log:    log,
 		out:    out,
 		client: &http.Client{Transport: cfg.Transport, Timeout: cfg.Timeout},
+	}
+	if cfg.TracerProvider != nil {
+		h.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	if cfg.Target != nil {
 		h.proxy = &httputil.ReverseProxy{
@@ -170,9 +181,11 @@ func (h *Handler) ServeConn(ctx context.Context, c Conn) {
 		if log.Enabled(ctx, slog.LevelDebug) {
 			log.LogAttrs(ctx, slog.LevelDebug, "message", slog.String("type", typ.String()), slog.Int("bytes", len(data)))
 		}
+		mctx, span := h.traceMessage(ctx, id, typ, data)
 		if h.cfg.Target != nil {
-			h.reply(ctx, log, c, h.post(ctx, log, id, typ, data))
+			h.reply(ctx, log, c, h.post(mctx, log, id, typ, data))
 		}
+		span.End()
 	}
 }
 
@@ -221,6 +234,7 @@ func (h *Handler) post(ctx context.Context, log *slog.Logger, id string, typ rel
 	req.Header.Set("Content-Type", ct)
 	req.Header.Set(HeaderConnection, id)
 	req.Header.Set(HeaderMessageType, typ.String())
+	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		// A *url.Error repeats the URL, whose query may hold a key
@@ -261,6 +275,8 @@ func Shown(u *url.URL) string {
 // ServeHTTP handles one relayed HTTP request: proxied to the target, or
 // printed and answered with a Receipt in print mode.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, span := h.traceRequest(r)
+	defer span.End()
 	if h.proxy != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
 		defer cancel()
@@ -322,6 +338,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.URL = &u
 	pr.Out.Host = ""
+	traceContext.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
 	pr.SetXForwarded()
 }
 

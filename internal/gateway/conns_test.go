@@ -59,12 +59,8 @@ func TestShutdownClosesUnusedConns(t *testing.T) {
 	srv, c := serveWithUnusedConn(t, 100*time.Millisecond)
 	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	start := time.Now()
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatalf("tracked: Shutdown = %v", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("tracked: Shutdown took %v", d)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {

@@ -56,7 +56,7 @@ func testConfig() config.Gateway {
 func newE2E(t *testing.T, opts ...func(*emulator.Config)) *e2e {
 	t.Helper()
 	log, logs := testlog.New(t)
-	e := &e2e{t: t, log: log, logs: logs, recv: make(chan frame, 1024)}
+	e := &e2e{t: t, log: log, logs: logs, recv: make(chan frame, 8192)}
 	e.emu = emulatortest.StartLogged(t, e.log.With("component", "emulator"), opts...)
 	e.client = apitest.Load(t).Client(t)
 	return e

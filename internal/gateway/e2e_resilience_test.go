@@ -17,11 +17,13 @@ import (
 	"github.com/relaygate/relaygate/internal/testlog"
 )
 
-func TestE2ENoListenerFailsFastThenRecovers(t *testing.T) {
+func TestE2ENoListenerWaitsThenRecovers(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	e.startGateway(func(c *config.Gateway) { c.SendTimeout = 10 * time.Second })
-	// No listener: the pool cannot connect; the gateway answers 503 at once.
+	const sendTimeout = time.Second
+	e.startGateway(func(c *config.Gateway) { c.SendTimeout = sendTimeout })
+	// No listener: the pool cannot connect; a send waits for one for the
+	// send timeout, then gets 503 no_listener.
 	testlog.WaitFor(t, "readyz to report no listener", func() bool {
 		resp, b := e.do("GET", "/readyz", "", nil)
 		return resp.StatusCode == 503 && strings.Contains(string(b), "no listener")
@@ -31,8 +33,10 @@ func TestE2ENoListenerFailsFastThenRecovers(t *testing.T) {
 	if resp.StatusCode != 503 || problemCode(b) != "no_listener" || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("without listener: %d %s", resp.StatusCode, b)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("503 took %v; it must not wait for the send timeout", d)
+	// It waited for a listener (at least about the send timeout), and did
+	// not hang (the upper bound only catches that, loosely: no timing flake).
+	if d := time.Since(start); d < sendTimeout/2 || d > 15*sendTimeout {
+		t.Errorf("503 took %v; want about the send timeout (%v)", d, sendTimeout)
 	}
 	resp, b = e.do("POST", "/messages?delivery=request", "text/plain", []byte("x"))
 	if resp.StatusCode != 503 || problemCode(b) != "no_listener" {
@@ -48,16 +52,16 @@ func TestE2ENoListenerFailsFastThenRecovers(t *testing.T) {
 		t.Fatalf("got %q", f.data)
 	}
 
-	// The only listener restarts: 503 meanwhile, then success, no gateway restart.
+	// The only listener leaves: a send waits for the send timeout, then
+	// 503; no gateway restart is needed once it is back.
 	stop()
 	testlog.WaitFor(t, "the pool to notice the listener left", func() bool {
 		ok, _ := e.gw.pool.Ready()
 		return !ok
 	})
-	start = time.Now()
 	resp, b = e.do("POST", "/messages", "text/plain", []byte("x"))
-	if resp.StatusCode != 503 || time.Since(start) > time.Second {
-		t.Fatalf("listener gone: %d %s after %v", resp.StatusCode, b, time.Since(start))
+	if resp.StatusCode != 503 {
+		t.Fatalf("listener gone: %d %s", resp.StatusCode, b)
 	}
 	e.startListener(nil)
 	e.waitReady()
@@ -84,7 +88,9 @@ func TestE2EPoolRecoversAfterDroppedConnections(t *testing.T) {
 		n++
 		start := time.Now()
 		resp, b := e.do("POST", "/messages", "text/plain", []byte(fmt.Sprintf("after-drop-%d", n)))
-		if d := time.Since(start); d > time.Second {
+		// Answered within the send timeout (2 s), not hung: the bound is
+		// loose so a loaded machine cannot fail it.
+		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("answer took %v", d)
 		}
 		statuses[resp.StatusCode]++

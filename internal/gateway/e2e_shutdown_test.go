@@ -14,17 +14,19 @@ import (
 	"github.com/relaygate/relaygate/internal/config"
 )
 
-// TestE2EDrainUnderLoad shuts the gateway down while clients keep posting:
-// every request the server took is answered (202, or 503 draining), every
-// 202's message reaches the listener, and nothing else fails.
+// TestE2EDrainUnderLoad shuts the gateway down while clients keep posting
+// over keep-alive connections: /readyz goes 503 at once, requests are
+// still accepted during the drain delay, every request the server took is
+// answered (202, or 503 draining), every 202's message reaches the
+// listener, and nothing else fails.
 func TestE2EDrainUnderLoad(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
 	e.startListener(nil)
-	e.startGateway(func(c *config.Gateway) { c.PoolSize = 4 })
+	e.startGateway(func(c *config.Gateway) { c.PoolSize = 4; c.DrainDelay = 500 * time.Millisecond })
 	e.waitReady()
 
-	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	plain := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	var (
 		mu        sync.Mutex
 		accepted  = map[string]bool{}
@@ -72,6 +74,18 @@ func TestE2EDrainUnderLoad(t *testing.T) {
 	}
 	for range 100 {
 		<-progress
+	}
+	drained := make(chan struct{})
+	go func() { e.gw.Drain(t.Context()); close(drained) }()
+	if r, err := plain.Get(e.base + "/readyz"); err != nil || r.StatusCode != 503 {
+		t.Errorf("readyz once draining: %v %v; want 503", r, err)
+	} else {
+		r.Body.Close()
+	}
+	before := len(progress)
+	<-drained
+	if len(progress) == before {
+		t.Error("no request was served during the drain delay")
 	}
 	if err := e.gw.shutdown(); err != nil {
 		t.Errorf("shutdown: %v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/relaygate/relaygate/internal/emulator"
 	"github.com/relaygate/relaygate/internal/metrics"
 	"github.com/relaygate/relaygate/internal/relay"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -35,17 +36,18 @@ const LocalEntity = "relaygate"
 // Shutdown (cmd/gateway waits for a signal or Err in between).
 type Gateway struct {
 	// Static after New.
-	cfg      config.Gateway
-	log      *slog.Logger
-	api      *api.Server
-	srv      *http.Server
-	pool     *relay.Pool      // nil with WithRelayer or in request-only mode
-	reqOnly  *api.RequestOnly // GATEWAY_MODE=request only
-	relayer  api.Relayer
-	metrics  *metrics.Gateway
-	creds    relay.Credentials
-	client   *http.Client // relay dials; nil: the relay package's default
-	serveErr chan error
+	cfg            config.Gateway
+	log            *slog.Logger
+	api            *api.Server
+	srv            *http.Server
+	pool           *relay.Pool      // nil with WithRelayer or in request-only mode
+	reqOnly        *api.RequestOnly // GATEWAY_MODE=request only
+	relayer        api.Relayer
+	metrics        *metrics.Gateway
+	creds          relay.Credentials
+	client         *http.Client         // relay dials; nil: the relay package's default
+	tracerProvider trace.TracerProvider // WithTracerProvider; nil: no spans
+	serveErr       chan error
 
 	// Local mode only, static after New.
 	emu      *emulator.Server
@@ -110,19 +112,22 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		g.relayer = g.pool
 	}
 	g.api = api.New(api.Config{
-		Credentials:     g.creds,
-		MaxBodyBytes:    cfg.MaxBodyBytes,
-		MaxBatch:        cfg.MaxBatch,
-		SendTimeout:     cfg.SendTimeout,
-		DeliveryTimeout: cfg.DeliveryTimeout,
-		RetryAfter:      cfg.RetryAfter,
-		TokenMaxTTL:     cfg.TokenMaxTTL,
-		APIKeys:         cfg.APIKeys,
-		CORSOrigins:     cfg.CORSOrigins,
-		ListenAddr:      cfg.Addr,
-		AllowedHosts:    cfg.AllowedHosts,
-		Console:         g.consoleHandlers(),
-		RequestOnly:     g.reqOnly != nil,
+		Credentials:         g.creds,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		MaxBatch:            cfg.MaxBatch,
+		SendTimeout:         cfg.SendTimeout,
+		DeliveryTimeout:     cfg.DeliveryTimeout,
+		RetryAfter:          cfg.RetryAfter,
+		TokenMaxTTL:         cfg.TokenMaxTTL,
+		APIKeys:             cfg.APIKeys,
+		CORSOrigins:         cfg.CORSOrigins,
+		ListenAddr:          cfg.Addr,
+		AllowedHosts:        cfg.AllowedHosts,
+		Console:             g.consoleHandlers(),
+		RequestOnly:         g.reqOnly != nil,
+		TracerProvider:      g.tracerProvider,
+		EnvelopeTraceparent: cfg.EnvelopeTraceparent,
+		MaxInflightBytes:    cfg.MaxInflightBytes,
 	}, g.relayer, g.requester(requester), log.With("component", "api"), g.metrics)
 	g.srv = g.api.HTTPServer(g.api.Handler())
 	// Shutdown does not interrupt handlers: end the console's streams, and
@@ -145,6 +150,11 @@ func (g *Gateway) newPool() (*relay.Pool, error) {
 		TokenTTL:        cfg.TokenTTL,
 		RenewBefore:     min(5*time.Minute, cfg.TokenTTL/2),
 		MaxMessageBytes: cfg.MaxBodyBytes + 64<<10, // the JSON envelope adds at most a few hundred bytes
+		StallCloseAfter: cfg.StallCloseAfter,
+		MaxUnsentBytes:  cfg.MaxUnsentBytes,
+		MaxQueuedBytes:  cfg.MaxQueuedBytes,
+		MaxConnAge:      cfg.MaxConnAge,
+		RetryWait:       cfg.SendTimeout, // a request waits for a listener as long as it may
 		HTTPClient:      g.client,
 		TokenPlacement:  relay.TokenPlacement(cfg.TokenPlacement),
 	}, g.log.With("component", "pool"), g.metrics)
@@ -247,9 +257,30 @@ relaygate gateway: LOCAL MODE (no relay credentials configured)
 `, g.emu.Addr(), LocalEntity, base, base, base, auth, base)
 }
 
-// Shutdown drains: readyz goes 503 and new requests are refused, in-flight
-// requests finish, then the pool (and local emulator and listener) close,
-// all within ctx.
+// Drain is the first step of a graceful stop (Kubernetes sends SIGTERM
+// while its load balancer still routes traffic for a few seconds): /readyz
+// answers 503 at once, and requests are served normally, each response
+// closing its keep-alive connection, for GATEWAY_DRAIN_DELAY or until ctx
+// ends. Call Shutdown after it.
+func (g *Gateway) Drain(ctx context.Context) {
+	g.api.Drain()
+	if g.cfg.DrainDelay <= 0 {
+		return
+	}
+	g.log.Info("draining: /readyz answers 503; serving until the listening socket closes", "delay", g.cfg.DrainDelay)
+	t := time.NewTimer(g.cfg.DrainDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Shutdown stops: /readyz goes 503 (if Drain did not already), the
+// listening socket and idle keep-alive connections close, busy ones close
+// after their current response, in-flight requests finish, then the pool
+// closes with 1000 (and local emulator and listener close), all within
+// ctx.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.api.Drain()
 	err := g.srv.Shutdown(ctx)

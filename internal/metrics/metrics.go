@@ -32,6 +32,8 @@ type Gateway struct {
 	sent      prometheus.Counter
 	sentBytes prometheus.Counter
 	rejected  *prometheus.CounterVec
+	lost      prometheus.Counter
+	lostBytes prometheus.Counter
 }
 
 // New registers the gateway's collectors (plus the Go and process
@@ -75,10 +77,17 @@ func New() *Gateway {
 			Name: "relaygate_pool_rejected_total", Help: "Sends the pool refused, by reason.",
 		}, []string{"reason"}),
 	}
+	g.lost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "relaygate_pool_frames_maybe_lost_total",
+		Help: "Frames answered as sent that a stalled connection, closed after GATEWAY_STALL_CLOSE_AFTER, had not seen acknowledged.",
+	})
+	g.lostBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "relaygate_pool_bytes_maybe_lost_total", Help: "Bytes of relaygate_pool_frames_maybe_lost_total.",
+	})
 	reg.MustRegister(g.requests, g.latency, g.problems, g.relayed, g.relayedB, g.conns, g.dials, g.closes,
-		g.sent, g.sentBytes, g.rejected,
+		g.sent, g.sentBytes, g.rejected, g.lost, g.lostBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for s := relay.StateConnecting; s <= relay.StateRetiring; s++ {
+	for s := relay.StateConnecting; s <= relay.StateStalled; s++ {
 		g.connGauge[s] = g.conns.WithLabelValues(s.String())
 	}
 	return g
@@ -137,6 +146,12 @@ func (g *Gateway) ConnClosed(code int) { g.closes.WithLabelValues(closeCodeLabel
 func (g *Gateway) MessageSent(n int) {
 	g.sent.Inc()
 	g.sentBytes.Add(float64(n))
+}
+
+// FramesMaybeLost implements relay.LossMetrics.
+func (g *Gateway) FramesMaybeLost(frames, bytes int) {
+	g.lost.Add(float64(frames))
+	g.lostBytes.Add(float64(bytes))
 }
 
 // Rejected implements relay.Metrics.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,10 +21,18 @@ const (
 	msgQueued int32 = iota
 	// msgTaken: the writer owns it and will answer on done.
 	msgTaken
-	// msgAbandoned: its sender gave up (request ctx ended or the conn
-	// died); whoever dequeues it recycles it without writing.
+	// msgAbandoned: its sender gave up (request ctx ended, the conn died
+	// or stalled); whoever dequeues it recycles it without writing.
 	msgAbandoned
 )
+
+// maxCorkBytes bounds one coalesced write: the writer adds queued messages
+// to a batch while it stays below this size.
+const maxCorkBytes = 64 << 10
+
+// lossRing is how many recent frame ends a conn remembers to count the
+// frames a forced close may lose.
+const lossRing = 1024
 
 // outMsg is one message travelling through a conn's send queue. It is
 // recycled through Pool.free, so the send path does not allocate.
@@ -32,24 +41,33 @@ type outMsg struct {
 	data  []byte
 	id    string
 	state atomic.Int32
-	// done carries the write's result. Buffer 1: the writer never blocks
-	// on it, whether or not the sender is still waiting.
+	// done carries the write's result: nil, ErrConnLost (never written;
+	// the sender retries elsewhere) or ErrPartialWrite. Buffer 1: the
+	// writer never blocks on it, whether or not the sender still waits.
 	done chan error
 }
 
-// errRetired ends a conn that was replaced (token renewal) or shut down
-// after its writer flushed the queue.
+// errRetired ends a conn that was replaced (token renewal, age, a stall)
+// or shut down after its writer flushed the queue.
 var errRetired = errors.New("relay: connection retired")
 
 // conn is one pooled sender WebSocket and the two goroutines that own it:
 // readLoop (the only reader; discards what the listener sends and lets
 // Ping see pongs) and writeLoop (the only writer of data frames; drains
-// sendq and schedules keepalive pings, each in a short-lived goroutine that
-// exists only while a ping is outstanding, so an idle conn costs two
-// goroutines besides run). run starts them and returns after all have
-// exited. A conn is created by its slot's supervisor once per connection
-// attempt; gen numbers them per slot, so logs and eviction always name one
-// specific connection and never its replacement.
+// sendq, coalescing queued messages into one socket write, and schedules
+// keepalive pings, each in a short-lived goroutine that exists only while a
+// ping is outstanding). run starts them and returns after all have exited.
+// A conn is created by its slot's supervisor once per connection attempt;
+// gen numbers them per slot, so logs and eviction always name one specific
+// connection and never its replacement.
+//
+// A conn whose listener stops reading stalls: a write blocks, or the bytes
+// the relay has not acknowledged stop draining, for WriteTimeout. It then
+// takes no new messages, its queued senders retry elsewhere, its
+// supervisor dials a replacement, and it stays open so that what it
+// already wrote is delivered when the listener resumes: it closes with
+// 1000 once the relay has acknowledged everything, or is closed after
+// StallCloseAfter, counting what may be lost.
 type conn struct {
 	// Static after construction.
 	p     *Pool
@@ -61,29 +79,47 @@ type conn struct {
 	// the queue and the conn to close with retireCode.
 	retire     chan struct{}
 	retireOnce sync.Once
-	done       chan struct{} // closed when run has returned
+	// stalled is closed (once, by stall) when the conn stops taking
+	// messages because its peer stopped reading.
+	stalled   chan struct{}
+	stallOnce sync.Once
+	done      chan struct{} // closed when run has returned
 
 	// Set by Pool.dialInto before run is started and before the conn is
 	// published; read-only afterwards.
 	ws      *websocket.Conn
+	tap     *tapConn                // nil when the pool's client cannot be tapped
 	ctx     context.Context         // lifetime: cancelled when the conn goes down
 	cancel  context.CancelCauseFunc // cancels ctx
 	wctx    context.Context         // ctx without cancellation, for ws calls (see writeMsg)
 	started time.Time
-	wtimer  *time.Timer
+	wtimer  *time.Timer // write overran WriteTimeout: stall
+	ktimer  *time.Timer // stalled write overran StallCloseAfter: close
 
 	// Owned by the slot's supervisor.
-	expires time.Time // token expiry (pushed back after a failed renewal); zero when not renewable
+	expires   time.Time // token expiry (pushed back after a failed renewal); zero when not renewable
+	replaceAt time.Time // jittered maximum age (pushed back after a failed replacement); zero: none
 
 	// Written by retireWith before closing retire; read after.
 	retireCode   websocket.StatusCode
 	retireReason string
 
+	// Owned by the writer goroutine.
+	batch   []*outMsg
+	ends    []int // corked bytes after each batch message
+	frames  [lossRing]uint64
+	nframes uint64 // frames written; frames[i%lossRing] is the tap offset after frame i
+	pollT   *time.Timer
+	bound   int    // unacknowledged bytes at the last SIOCOUTQ reading
+	boundAt uint64 // tap.written at that reading
+
 	// Accessed atomically.
 	down     atomic.Bool  // no longer takes messages; Send skips it
-	timedOut atomic.Bool  // wtimer fired: a write exceeded WriteTimeout
+	timedOut atomic.Bool  // a stalled write was closed after StallCloseAfter
 	pongs    atomic.Int64 // pings answered; a conn with any counts as healthy
 	pinging  atomic.Bool  // a ping goroutine is outstanding
+	queued   atomic.Int64 // bytes in sendq
+	inflight atomic.Int64 // size of the message writeOne is writing
 
 	// loops counts readLoop, writeLoop and an outstanding ping; run waits
 	// for it. The writer adds the ping while it is itself counted.
@@ -117,7 +153,7 @@ func (c *conn) run() {
 	}
 	if c.timedOut.Load() && !errors.Is(err, errRetired) {
 		// The reader may have noticed the closed socket first.
-		err = fmt.Errorf("write timed out after %v: %w", c.p.cfg.WriteTimeout, err)
+		err = fmt.Errorf("stalled write closed after %v: %w", c.p.cfg.StallCloseAfter, err)
 	}
 	// Stop taking messages first, so senders waiting on this conn retry
 	// elsewhere right away, then stop the writer and any ping.
@@ -133,6 +169,7 @@ func (c *conn) run() {
 	}
 	wg.Wait()
 	c.wtimer.Stop()
+	c.ktimer.Stop()
 	close(errc)
 
 	// Any of the loops may have seen the relay's close frame first.
@@ -171,6 +208,28 @@ func (c *conn) retireWith(code websocket.StatusCode, reason string) {
 	})
 }
 
+// stall takes the conn out of rotation because its peer stopped reading:
+// senders of queued messages retry elsewhere and the supervisor dials a
+// replacement. Safe to call more than once and from any goroutine.
+func (c *conn) stall(why string) {
+	c.stallOnce.Do(func() {
+		c.p.markStalled(c)
+		close(c.stalled)
+		c.log.Warn("relay connection stalled: the listener is not reading; kept open to drain",
+			"why", why, "close_after", c.p.cfg.StallCloseAfter)
+	})
+}
+
+// isStalled reports whether stall was called.
+func (c *conn) isStalled() bool {
+	select {
+	case <-c.stalled:
+		return true
+	default:
+		return false
+	}
+}
+
 // readLoop is the conn's only reader. Pooled sender connections carry
 // messages one way, so whatever the listener sends is counted and
 // discarded; reading is still required for Ping to see pongs and for the
@@ -193,8 +252,9 @@ func (c *conn) readLoop() error {
 }
 
 // writeLoop is the only caller of ws.Write. It drains sendq until the conn
-// goes down, or, once retired, until the queue is empty. Every
-// PingInterval (plus jitter) it starts a ping unless one is outstanding.
+// goes down, or, once retired or stalled, until what it holds is written
+// and acknowledged. Every PingInterval (plus jitter) it starts a ping
+// unless one is outstanding or unacknowledged bytes would delay it.
 func (c *conn) writeLoop() error {
 	pingT := time.NewTimer(c.p.pingDelay())
 	defer pingT.Stop()
@@ -204,19 +264,26 @@ func (c *conn) writeLoop() error {
 			return context.Cause(c.ctx)
 		case <-pingT.C:
 			pingT.Reset(c.p.pingDelay())
-			if c.pinging.CompareAndSwap(false, true) {
+			if n, _ := c.unsent(); n == 0 && c.pinging.CompareAndSwap(false, true) {
 				c.loops.Add(1)
 				go c.ping()
 			}
 		case om := <-c.sendq:
-			if err := c.writeMsg(om); err != nil {
+			if c.isStalled() {
+				c.dequeued(om)
+				c.bounce(om)
+				continue
+			}
+			if err := c.writeFrom(om); err != nil {
 				return err
 			}
+		case <-c.stalled:
+			return c.drainStalled()
 		case <-c.retire:
 			for {
 				select {
 				case om := <-c.sendq:
-					if err := c.writeMsg(om); err != nil {
+					if err := c.writeFrom(om); err != nil {
 						return err
 					}
 				default:
@@ -227,47 +294,330 @@ func (c *conn) writeLoop() error {
 	}
 }
 
-// writeMsg writes one message unless its sender abandoned it, and answers
-// on om.done.
+// unsent is the tap's count of unacknowledged bytes (0, false without one).
+func (c *conn) unsent() (int, bool) {
+	if c.tap == nil {
+		return 0, false
+	}
+	return c.tap.unsent()
+}
+
+// dequeued accounts for om leaving sendq.
+func (c *conn) dequeued(om *outMsg) { c.queued.Add(-int64(len(om.data))) }
+
+// writeFrom writes om and, coalesced with it, what else is queued.
+func (c *conn) writeFrom(om *outMsg) error {
+	c.dequeued(om)
+	for om != nil {
+		if err := c.awaitRoom(len(om.data)); err != nil {
+			return err // om is still queued: its sender retries elsewhere
+		}
+		var err error
+		if om, err = c.writeBatch(om); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// awaitRoom waits until the socket holds few enough unacknowledged bytes
+// for size more: at most MaxUnsentBytes, or none at all. Bytes that stop
+// draining for WriteTimeout stall the conn; a stalled conn that still does
+// not drain is closed after StallCloseAfter.
+func (c *conn) awaitRoom(size int) error {
+	if c.tap == nil || c.tap.outq == nil {
+		return nil
+	}
+	// What the socket held at the last reading plus what was written
+	// since bounds what it holds now: read SIOCOUTQ (a syscall) only when
+	// that bound does not fit.
+	if ub := c.bound + int(c.tap.written.Load()-c.boundAt); c.fits(ub, size) {
+		return nil
+	}
+	n, ok := c.measure()
+	if !ok || c.fits(n, size) {
+		return nil
+	}
+	last, progress := n, time.Now()
+	var stalledAt time.Time
+	d := 100 * time.Microsecond // the relay usually reads within a round trip
+	for {
+		if c.pollT == nil {
+			c.pollT = time.NewTimer(d)
+		} else {
+			c.pollT.Reset(d)
+		}
+		select {
+		case <-c.ctx.Done():
+			c.pollT.Stop()
+			if c.p.ctx.Err() != nil && c.isStalled() {
+				if n, _ = c.unsent(); n > 0 {
+					_ = c.forceClose(n, 0) // the pool's Close ran out of time
+				}
+			}
+			return context.Cause(c.ctx)
+		case <-c.pollT.C:
+		}
+		d = min(2*d, 50*time.Millisecond)
+		if n, _ = c.measure(); c.fits(n, size) {
+			return nil
+		}
+		now := time.Now()
+		switch {
+		case n < last:
+			last, progress = n, now
+		case stalledAt.IsZero() && now.Sub(progress) >= c.p.cfg.WriteTimeout:
+			c.stall(fmt.Sprintf("%d bytes unacknowledged for %v", n, c.p.cfg.WriteTimeout))
+			stalledAt = now
+		case !stalledAt.IsZero() && now.Sub(stalledAt) >= c.p.cfg.StallCloseAfter:
+			return c.forceClose(n, 0)
+		}
+	}
+}
+
+// measure reads the unacknowledged bytes and remembers them as the bound.
+func (c *conn) measure() (int, bool) {
+	at := c.tap.written.Load()
+	n, ok := c.tap.unsent()
+	if ok {
+		c.bound, c.boundAt = n, at
+	}
+	return n, ok
+}
+
+func (c *conn) fits(unsent, size int) bool {
+	return unsent == 0 || int64(unsent+size) <= c.p.cfg.MaxUnsentBytes
+}
+
+// drainStalled runs once the conn has stalled: it lets the senders of
+// queued messages go (they retry elsewhere), waits until the relay has
+// acknowledged every written byte and retires the conn, or closes it
+// after StallCloseAfter.
+func (c *conn) drainStalled() error {
+	for {
+		select {
+		case om := <-c.sendq:
+			c.dequeued(om)
+			c.bounce(om)
+			continue
+		default:
+		}
+		break
+	}
+	if err := c.awaitRoom(1 << 62); err != nil && !errors.Is(err, errRetired) {
+		return err
+	}
+	c.retireWith(websocket.StatusNormalClosure, "stalled connection drained")
+	return errRetired
+}
+
+// bounce hands om back to its sender unwritten, to be retried elsewhere.
+func (c *conn) bounce(om *outMsg) {
+	if om.state.CompareAndSwap(msgQueued, msgTaken) {
+		om.done <- ErrConnLost
+		return
+	}
+	c.p.putMsg(om) // abandoned by its sender; we hold the last reference
+}
+
+// forceClose gives up on a stalled conn whose relay still holds n
+// unacknowledged bytes, plus partial bytes of a frame being written, and
+// counts the frames that may be lost.
+func (c *conn) forceClose(n int, partial int) error {
+	frames := 0
+	if c.tap != nil {
+		acked := c.tap.written.Load() - uint64(n)
+		for i := c.nframes; i > 0 && c.nframes-i < lossRing; i-- {
+			if c.frames[(i-1)%lossRing] <= acked {
+				break
+			}
+			frames++
+		}
+	}
+	frames += partial
+	c.p.lost(c, frames, n)
+	c.timedOut.Store(true)
+	return fmt.Errorf("stalled for %v with %d bytes unacknowledged", c.p.cfg.StallCloseAfter, n)
+}
+
+// take claims om for writing; false when its sender abandoned it (then om
+// is recycled here).
+func (c *conn) take(om *outMsg) bool {
+	if om.state.CompareAndSwap(msgQueued, msgTaken) {
+		return true
+	}
+	c.p.putMsg(om)
+	return false
+}
+
+// writeBatch writes om and, while more messages are queued and the batch
+// stays under maxCorkBytes, those too, corked into one socket write. It
+// returns a dequeued message that did not fit, to be written next.
 //
 // The write timeout is a per-conn timer rather than a per-write
 // context.WithTimeout(c.ctx, …): coder/websocket arms a context.AfterFunc for
 // every write whose ctx can be cancelled, and together with the timer
 // context that is several allocations per message. ws.Write therefore gets
 // wctx, which is derived from the conn's lifetime ctx but has no Done
-// channel, and wtimer closes the conn if the write overruns — exactly what
-// coder/websocket does itself when a write ctx expires. Lifetime
-// cancellation reaches a blocked write the same way: run closes ws.
-func (c *conn) writeMsg(om *outMsg) error {
-	if !om.state.CompareAndSwap(msgQueued, msgTaken) {
-		c.p.putMsg(om) // abandoned by its sender; we hold the last reference
-		return nil
+// channel; wtimer stalls the conn if the write overruns and ktimer closes
+// it after StallCloseAfter. Lifetime cancellation reaches a blocked write
+// the same way: run closes ws.
+func (c *conn) writeBatch(om *outMsg) (carry *outMsg, err error) {
+	if !c.take(om) {
+		return nil, nil
 	}
-	c.wtimer.Reset(c.p.cfg.WriteTimeout)
+	if c.tap != nil && len(c.sendq) == 0 && len(om.data) < maxCorkBytes {
+		// Let senders that are runnable enqueue first: under load their
+		// messages then share this write. Returns at once when idle.
+		runtime.Gosched()
+	}
+	cork := c.tap != nil && len(c.sendq) > 0 && len(om.data) < maxCorkBytes
+	if !cork {
+		return nil, c.writeOne(om)
+	}
+	c.batch, c.ends = append(c.batch[:0], om), c.ends[:0]
+	base := c.tap.written.Load()
+	c.tap.cork()
+	size := 0
+	for {
+		if err := c.ws.Write(c.wctx, om.typ, om.data); err != nil {
+			// The conn is closed: nothing of om left the cork (a
+			// truncated frame followed by the end of the stream is
+			// never delivered), so it may be retried; the batch before
+			// it is judged by the flush.
+			c.batch = c.batch[:len(c.batch)-1]
+			n, ferr := c.tap.flush()
+			c.finishBatch(base, n, ferr)
+			c.answer(om, ErrConnLost)
+			return nil, fmt.Errorf("write: %w", err)
+		}
+		size = c.tap.pending()
+		c.ends = append(c.ends, size)
+		if size >= maxCorkBytes || len(c.sendq) == 0 {
+			break
+		}
+		om = <-c.sendq
+		c.dequeued(om)
+		if int64(size+len(om.data)) > maxCorkBytes {
+			carry = om
+			break
+		}
+		if !c.take(om) {
+			continue
+		}
+		c.batch = append(c.batch, om)
+	}
+	c.armWrite()
+	n, ferr := c.tap.flush()
+	c.disarmWrite()
+	c.finishBatch(base, n, ferr)
+	if ferr != nil {
+		if carry != nil {
+			c.bounce(carry)
+		}
+		return nil, fmt.Errorf("write: %w", ferr)
+	}
+	return carry, nil
+}
+
+// finishBatch answers every message of the batch by how much of the
+// corked bytes reached the socket: n bytes, or all on success.
+func (c *conn) finishBatch(base uint64, n int, err error) {
+	start := 0
+	for i, om := range c.batch {
+		end := c.ends[i]
+		switch {
+		case err == nil || end <= n:
+			c.recordFrame(base + uint64(end))
+			c.answer(om, nil)
+		case start < n:
+			c.answer(om, ErrPartialWrite)
+		default:
+			c.answer(om, ErrConnLost)
+		}
+		start = end
+		c.batch[i] = nil
+	}
+	c.batch = c.batch[:0]
+}
+
+// writeOne writes om alone, straight through to the socket.
+func (c *conn) writeOne(om *outMsg) error {
+	var before uint64
+	if c.tap != nil {
+		before = c.tap.written.Load()
+	}
+	c.inflight.Store(int64(len(om.data)))
+	c.armWrite()
 	err := c.ws.Write(c.wctx, om.typ, om.data)
-	c.wtimer.Stop()
+	c.disarmWrite()
 	if err != nil {
-		om.done <- ErrConnLost
+		// Only bytes that never reached the socket may be retried.
+		if c.tap != nil && c.tap.written.Load() == before {
+			c.answer(om, ErrConnLost)
+		} else {
+			c.answer(om, ErrPartialWrite)
+		}
 		return fmt.Errorf("write: %w", err)
 	}
-	c.p.m.MessageSent(len(om.data))
-	if c.log.Enabled(c.wctx, slog.LevelDebug) {
-		c.log.LogAttrs(c.wctx, slog.LevelDebug, "sent", slog.String("id", om.id), slog.Int("bytes", len(om.data)))
+	if c.tap != nil {
+		c.recordFrame(c.tap.written.Load())
 	}
-	om.done <- nil
+	c.answer(om, nil)
 	return nil
 }
 
+// answer reports om's result to its sender.
+func (c *conn) answer(om *outMsg, err error) {
+	if err == nil {
+		c.p.m.MessageSent(len(om.data))
+		if c.log.Enabled(c.wctx, slog.LevelDebug) {
+			c.log.LogAttrs(c.wctx, slog.LevelDebug, "sent", slog.String("id", om.id), slog.Int("bytes", len(om.data)))
+		}
+	}
+	om.done <- err
+}
+
+// recordFrame remembers the tap offset at which a written frame ends.
+func (c *conn) recordFrame(end uint64) {
+	c.frames[c.nframes%lossRing] = end
+	c.nframes++
+}
+
+func (c *conn) armWrite() {
+	c.wtimer.Reset(c.p.cfg.WriteTimeout)
+	c.ktimer.Reset(c.p.cfg.WriteTimeout + c.p.cfg.StallCloseAfter)
+}
+
+func (c *conn) disarmWrite() {
+	c.wtimer.Stop()
+	c.ktimer.Stop()
+}
+
 // writeExpired is wtimer's function: a write overran WriteTimeout.
-func (c *conn) writeExpired() {
+func (c *conn) writeExpired() { c.stall(fmt.Sprintf("a write blocked for %v", c.p.cfg.WriteTimeout)) }
+
+// writeKilled is ktimer's function: a stalled write did not finish within
+// StallCloseAfter. The frame being written may be lost, and so may what
+// the relay has not acknowledged.
+func (c *conn) writeKilled() {
+	n := 0
+	if c.tap != nil && c.tap.outq != nil {
+		n, _ = c.tap.outq.read()
+	}
+	c.p.lost(c, 1, max(n, int(c.inflight.Load())))
 	c.timedOut.Store(true)
 	_ = c.ws.CloseNow()
 }
 
-// ping sends one ping and fails the conn when its pong does not come back
-// within WriteTimeout. Like writeMsg, it keeps the lifetime ctx's
-// cancellation away from ws: a retiring conn must finish its close
-// handshake, not be cut mid-frame.
+// ping sends one ping (only when nothing is unacknowledged, so its write
+// cannot block). A pong that does not come back within WriteTimeout stalls
+// the conn (the relay stopped reading it, usually because its listener
+// did) rather than failing it, so nothing already written is thrown away:
+// the stalled conn then closes with a handshake, or is closed when that
+// times out. Like writeMsg, it
+// keeps the lifetime ctx's cancellation away from ws: a retiring conn must
+// finish its close handshake, not be cut mid-frame.
 func (c *conn) ping() {
 	defer c.loops.Done()
 	defer c.pinging.Store(false)
@@ -276,7 +626,7 @@ func (c *conn) ping() {
 	cancel()
 	if err != nil {
 		if c.ctx.Err() == nil {
-			c.cancel(fmt.Errorf("ping: %w", err))
+			c.stall(fmt.Sprintf("no pong within %v", c.p.cfg.WriteTimeout))
 		}
 		return
 	}
@@ -284,10 +634,10 @@ func (c *conn) ping() {
 }
 
 // wait waits for the result of om, which the caller put in c's queue. It
-// returns ErrConnLost if c went down before writing om, so the caller can
-// retry elsewhere, and reports whether the caller owns om again (false when
-// om was abandoned in the queue; the writer or the garbage collector then
-// disposes of it).
+// returns ErrConnLost if c went down or stalled before writing om, so the
+// caller can retry elsewhere, and reports whether the caller owns om again
+// (false when om was abandoned in the queue; the writer or the garbage
+// collector then disposes of it).
 func (c *conn) wait(ctx context.Context, om *outMsg) (err error, owned bool) {
 	select {
 	case err = <-om.done:
@@ -300,8 +650,13 @@ func (c *conn) wait(ctx context.Context, om *outMsg) (err error, owned bool) {
 		if om.state.CompareAndSwap(msgQueued, msgAbandoned) {
 			return ErrConnLost, false
 		}
+	case <-c.stalled:
+		if om.state.CompareAndSwap(msgQueued, msgAbandoned) {
+			return ErrConnLost, false
+		}
 	}
-	// The writer took om and answers within WriteTimeout; waiting for it
-	// keeps the promise that the pool does not hold Data after Send.
+	// The writer took om and answers once the write ends (StallCloseAfter
+	// at the latest); waiting for it keeps the promise that the pool does
+	// not hold Data after Send.
 	return <-om.done, true
 }

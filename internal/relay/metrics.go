@@ -10,7 +10,8 @@ type ConnState int32
 // none → connecting → ready → none, with backoff between failed dials and
 // after a lost connection; a connection replaced before its token expires
 // goes ready → retiring → none while its replacement goes
-// none → connecting → ready.
+// none → connecting → ready; a connection whose listener stops reading
+// goes ready → stalled → none.
 const (
 	// StateNone: not started, or gone. Never counted.
 	StateNone ConnState = iota
@@ -23,6 +24,10 @@ const (
 	// StateRetiring: replaced or shutting down; writing what is already
 	// queued, then closing with a close handshake.
 	StateRetiring
+	// StateStalled: its listener stopped reading; out of rotation, kept
+	// open until what it wrote drains (then closed with 1000) or until
+	// StallCloseAfter.
+	StateStalled
 
 	numStates
 )
@@ -39,6 +44,8 @@ func (s ConnState) String() string {
 		return "backoff"
 	case StateRetiring:
 		return "retiring"
+	case StateStalled:
+		return "stalled"
 	}
 	return fmt.Sprintf("ConnState(%d)", int32(s))
 }
@@ -71,8 +78,17 @@ type Metrics interface {
 	MessageSent(bytes int)
 	// Rejected reports a Send that did not send, by reason: "queue_full",
 	// "unavailable", "unauthorized", "forbidden", "closed", "too_large",
-	// "invalid_type", "canceled", "deadline".
+	// "invalid_type", "canceled", "deadline", "partial_write" (the frame
+	// was partly written: the message may have been delivered).
 	Rejected(reason string)
+}
+
+// LossMetrics is an optional interface of a Metrics: FramesMaybeLost
+// reports frames (and their bytes) that a stalled connection had written,
+// answered as sent, and not seen acknowledged when it was closed after
+// PoolConfig.StallCloseAfter.
+type LossMetrics interface {
+	FramesMaybeLost(frames, bytes int)
 }
 
 // nopMetrics is a Metrics that discards everything; NewPool uses it when

@@ -22,6 +22,16 @@ const (
 	defaultDialTimeout  = 10 * time.Second
 	defaultPingInterval = 20 * time.Second
 	defaultRenewBefore  = 5 * time.Minute
+	// defaultStallCloseAfter: how long a stalled connection is kept open
+	// for its listener to resume.
+	defaultStallCloseAfter = time.Minute
+	// defaultMaxUnsentBytes caps the bytes a connection's socket holds
+	// that the relay has not acknowledged: the most one connection can
+	// lose when its listener dies.
+	defaultMaxUnsentBytes = 256 << 10
+	// defaultMaxQueuedBytes caps the bytes waiting in one connection's
+	// queue (one message is always accepted by an empty queue).
+	defaultMaxQueuedBytes = 1 << 20
 	// defaultMaxMessageBytes is the gateway's 1 MiB body limit plus room
 	// for the JSON envelope around a posted message.
 	defaultMaxMessageBytes = 1<<20 + 64<<10
@@ -42,9 +52,37 @@ type PoolConfig struct {
 	Size int
 	// QueueSize is each connection's send queue length (default 64).
 	QueueSize int
-	// WriteTimeout bounds each write and each ping's round trip
-	// (default 5s). A connection whose write overruns it is replaced.
+	// WriteTimeout is the stall threshold (default 5s): a connection whose
+	// write blocks this long, whose unacknowledged bytes do not drain for
+	// this long, or whose ping is not answered within it, stalls. A
+	// stalled connection takes no new messages (its queued ones are
+	// retried elsewhere), is replaced by a fresh dial, and stays open so
+	// that what it wrote is delivered when the listener resumes; it closes
+	// with 1000 once drained.
 	WriteTimeout time.Duration
+	// StallCloseAfter is how long a stalled connection may stay stalled
+	// before it is closed (default 1m); what it had not delivered then is
+	// counted in PoolStats.LostFrames and LostBytes.
+	StallCloseAfter time.Duration
+	// MaxUnsentBytes caps the bytes one connection holds written but not
+	// acknowledged by the relay (default 256 KiB; Linux only, where
+	// SIOCOUTQ tells; elsewhere only the socket buffer bounds them). It is
+	// also the socket's send buffer (SetWriteBuffer(MaxUnsentBytes/2):
+	// Linux doubles it). A write waits while it would exceed the cap.
+	MaxUnsentBytes int64
+	// MaxQueuedBytes caps the bytes waiting in one connection's queue
+	// (default 1 MiB); with QueueSize it bounds the wait of an accepted
+	// message. A message that fits no queue gets ErrOverloaded at once.
+	MaxQueuedBytes int64
+	// MaxConnAge, when set, replaces each connection after this age,
+	// jittered by ±20%, make-before-break, so that listeners that joined
+	// later get a share of the connections. 0 keeps connections until
+	// their token needs renewing.
+	MaxConnAge time.Duration
+	// RetryWait is how long Send may wait for a ready connection when
+	// none is (a replacement being dialled, a listener restarting), within
+	// its ctx. 0 fails at once with ErrUnavailable.
+	RetryWait time.Duration
 	// DialTimeout bounds each dial, handshake included (default 10s).
 	DialTimeout time.Duration
 	// PingInterval is the keepalive period, plus up to 10% jitter
@@ -100,6 +138,11 @@ func (cfg PoolConfig) withDefaults() (PoolConfig, error) {
 		{"TokenTTL", int64(cfg.TokenTTL), int64(DefaultTokenTTL), func(v int64) { cfg.TokenTTL = time.Duration(v) }},
 		{"RenewBefore", int64(cfg.RenewBefore), int64(defaultRenewBefore), func(v int64) { cfg.RenewBefore = time.Duration(v) }},
 		{"MaxMessageBytes", cfg.MaxMessageBytes, defaultMaxMessageBytes, func(v int64) { cfg.MaxMessageBytes = v }},
+		{"StallCloseAfter", int64(cfg.StallCloseAfter), int64(defaultStallCloseAfter), func(v int64) { cfg.StallCloseAfter = time.Duration(v) }},
+		{"MaxUnsentBytes", cfg.MaxUnsentBytes, defaultMaxUnsentBytes, func(v int64) { cfg.MaxUnsentBytes = v }},
+		{"MaxQueuedBytes", cfg.MaxQueuedBytes, defaultMaxQueuedBytes, func(v int64) { cfg.MaxQueuedBytes = v }},
+		{"MaxConnAge", int64(cfg.MaxConnAge), 0, func(v int64) { cfg.MaxConnAge = time.Duration(v) }},
+		{"RetryWait", int64(cfg.RetryWait), 0, func(v int64) { cfg.RetryWait = time.Duration(v) }},
 	} {
 		switch {
 		case f.v < 0:
@@ -138,7 +181,14 @@ type PoolStats struct {
 	Connecting int // dials in progress, replacements included
 	Backoff    int // slots waiting before their next dial
 	Retiring   int // replaced connections flushing their queue
+	Stalled    int // connections whose listener stopped reading, kept open to drain
 	Queued     int // messages waiting in the ready connections' queues
+
+	// LostFrames and LostBytes count what stalled connections closed
+	// after StallCloseAfter may have lost: frames written (answered
+	// "sent") but not acknowledged by the relay, and their bytes.
+	LostFrames uint64
+	LostBytes  uint64
 
 	Dials      uint64 // successful dials since NewPool
 	DialErrors uint64 // failed dials since NewPool
@@ -185,6 +235,8 @@ type Pool struct {
 	dials      atomic.Uint64
 	dialErrors atomic.Uint64
 	renewals   atomic.Uint64
+	lostFrames atomic.Uint64
+	lostBytes  atomic.Uint64
 
 	closeOnce sync.Once
 
@@ -234,6 +286,10 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 		p.cfg.HTTPClient = &http.Client{Transport: tr}
 		p.ownClient = true
 	}
+	// The tapped client is a clone of the caller's: ours to release.
+	if c, ok := tappedClient(p.cfg.HTTPClient); ok {
+		p.cfg.HTTPClient, p.ownClient = c, true
+	}
 	p.ctx, p.abort = context.WithCancel(context.Background())
 	p.dialCtx, p.noDial = context.WithCancel(p.ctx)
 	p.healthy.Store(new([]*conn))
@@ -245,21 +301,27 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 }
 
 // Send writes m as one WebSocket message on a ready connection and returns
-// nil once the frame is written. It never blocks on a full queue or waits
-// for a dial:
+// nil once its frame is in the socket (the relay may not have read it yet;
+// at most MaxUnsentBytes per connection are in that state). It never blocks
+// on a full queue:
 //
-//   - every ready connection's queue is full → ErrOverloaded;
-//   - no connection is ready → an error matching ErrUnavailable, with the
-//     reason ("no listener connected", …); or, when the relay refused the
-//     pool's credentials, one matching ErrUnauthorized or ErrForbidden;
-//   - the pool is closed → ErrClosed; m too large → ErrMessageTooLarge.
+//   - every ready connection's queue is full (by count or by bytes) →
+//     ErrOverloaded;
+//   - no connection is ready → after waiting up to RetryWait (within ctx)
+//     for one, an error matching ErrUnavailable, with the reason ("no
+//     listener connected", "listeners not reading", …); or, when the relay
+//     refused the pool's credentials, one matching ErrUnauthorized or
+//     ErrForbidden;
+//   - the pool is closed → ErrClosed; m too large → ErrMessageTooLarge;
+//   - the connection failed while m's frame was partly written →
+//     ErrPartialWrite (m may have been delivered; never retried).
 //
-// If the connection carrying m dies before writing it, m is retried on
-// another connection. ctx bounds enqueueing and waiting; when it ends first,
-// Send returns ctx.Err() and m is not sent — unless the write had already
-// begun, in which case Send waits for it (at most WriteTimeout) and reports
-// its result. The pool does not retain m.Data after Send returns. Send does
-// not allocate.
+// If the connection carrying m dies or stalls before writing any of it, m
+// is retried on another connection (at most once on the wire). ctx bounds
+// enqueueing and waiting; when it ends first, Send returns ctx.Err() and m
+// is not sent — unless the write had already begun, in which case Send
+// waits for it and reports its result. The pool does not retain m.Data
+// after Send returns. Send does not allocate.
 func (p *Pool) Send(ctx context.Context, m Message) error {
 	if p.closed.Load() {
 		p.m.Rejected("closed")
@@ -281,27 +343,36 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 		}
 	}
 	om := p.getMsg(m)
+	var waitUntil time.Time
 	for attempt := 0; ; attempt++ {
 		c, live := p.enqueue(om)
 		if c == nil {
-			p.putMsg(om)
-			if live == 0 {
-				return p.unavailable(nil)
+			if live > 0 {
+				p.putMsg(om)
+				p.m.Rejected("queue_full")
+				return ErrOverloaded
 			}
-			p.m.Rejected("queue_full")
-			return ErrOverloaded
+			if err := p.awaitConn(ctx, &waitUntil, nil); err != nil {
+				p.putMsg(om)
+				return err
+			}
+			continue
 		}
 		err, owned := c.wait(ctx, om)
 		if err != ErrConnLost {
 			if owned {
 				p.putMsg(om)
 			}
-			if err != nil {
+			switch {
+			case err == ErrPartialWrite:
+				p.m.Rejected("partial_write")
+				return err
+			case err != nil:
 				return p.ctxErr(ctx)
 			}
 			return nil
 		}
-		// c died before writing om: try another connection.
+		// c died or stalled before writing om: try another connection.
 		if owned {
 			om.state.Store(msgQueued)
 		} else {
@@ -316,9 +387,50 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 			p.putMsg(om)
 			return p.ctxErr(ctx)
 		case attempt >= p.cfg.Size:
-			p.putMsg(om)
-			return p.unavailable(ErrConnLost)
+			// Connections keep failing under it: wait for a change.
+			if err := p.awaitConn(ctx, &waitUntil, ErrConnLost); err != nil {
+				p.putMsg(om)
+				return err
+			}
 		}
+	}
+}
+
+// awaitConn waits, until *until (set to RetryWait from now on the first
+// call) or ctx ends, for the pool's readiness to change. It returns nil
+// when a connection may be ready, else the error Send returns. cause is
+// added to the ErrUnavailable error.
+func (p *Pool) awaitConn(ctx context.Context, until *time.Time, cause error) error {
+	if until.IsZero() {
+		*until = time.Now().Add(p.cfg.RetryWait)
+	}
+	p.mu.Lock()
+	ready, failErr, ch := p.counts[StateReady] > 0, p.failErr, p.changed
+	p.mu.Unlock()
+	if ready {
+		return nil
+	}
+	wait := time.Until(*until)
+	if wait <= 0 || errors.Is(failErr, ErrUnauthorized) || errors.Is(failErr, ErrForbidden) {
+		return p.unavailable(cause)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return p.unavailable(cause)
+	case <-p.stopping:
+		p.m.Rejected("closed")
+		return ErrClosed
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The send timeout ran out waiting for a listener: that is
+			// "unavailable", not a slow write.
+			return p.unavailable(cause)
+		}
+		return p.ctxErr(ctx)
 	}
 }
 
@@ -339,10 +451,16 @@ func (p *Pool) enqueue(om *outMsg) (*conn, int) {
 			continue
 		}
 		live++
+		size := int64(len(om.data))
+		if q := c.queued.Load(); q > 0 && q+size > p.cfg.MaxQueuedBytes {
+			continue
+		}
+		c.queued.Add(size)
 		select {
 		case c.sendq <- om:
 			return c, live
 		default:
+			c.queued.Add(-size)
 		}
 	}
 	return nil, live
@@ -367,6 +485,9 @@ func (p *Pool) unavailable(cause error) error {
 	}
 	p.mu.Lock()
 	err := p.failErr
+	if p.counts[StateStalled] > 0 {
+		err = errNotReading
+	}
 	p.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrUnauthorized):
@@ -407,8 +528,9 @@ func (p *Pool) putMsg(om *outMsg) {
 
 // Ready reports whether at least one connection is ready and the pool is
 // not closing, and otherwise why not: "connecting", "no listener
-// connected", "relay refused credentials", "relay unreachable", "relay
-// timed out", "relay error", "connection lost; reconnecting" or "draining".
+// connected", "listeners not reading" (every connection stalled),
+// "relay refused credentials", "relay unreachable", "relay timed out",
+// "relay error", "connection lost; reconnecting" or "draining".
 func (p *Pool) Ready() (ok bool, reason string) {
 	if p.closed.Load() {
 		return false, "draining"
@@ -418,8 +540,17 @@ func (p *Pool) Ready() (ok bool, reason string) {
 	if p.counts[StateReady] > 0 {
 		return true, ""
 	}
+	if p.counts[StateStalled] > 0 {
+		return false, reasonNotReading
+	}
 	return false, p.reason
 }
+
+// reasonNotReading is why the pool is not ready while its connections are
+// stalled.
+const reasonNotReading = "listeners not reading"
+
+var errNotReading = fmt.Errorf("%w: %s", ErrUnavailable, reasonNotReading)
 
 // WaitReady waits until a connection is ready. It returns early with the
 // refusal when the relay refuses the credentials (which waiting will not
@@ -456,6 +587,8 @@ func (p *Pool) Stats() PoolStats {
 		Dials:      p.dials.Load(),
 		DialErrors: p.dialErrors.Load(),
 		Renewals:   p.renewals.Load(),
+		LostFrames: p.lostFrames.Load(),
+		LostBytes:  p.lostBytes.Load(),
 		Reason:     reason,
 	}
 	for _, c := range *p.healthy.Load() {
@@ -466,6 +599,7 @@ func (p *Pool) Stats() PoolStats {
 	s.Connecting = p.counts[StateConnecting]
 	s.Backoff = p.counts[StateBackoff]
 	s.Retiring = p.counts[StateRetiring]
+	s.Stalled = p.counts[StateStalled]
 	p.mu.Unlock()
 	return s
 }
@@ -474,7 +608,9 @@ func (p *Pool) Stats() PoolStats {
 // connection with 1000 (normal closure) after it has written what was already
 // queued. It waits for every goroutine of the pool to exit, or until ctx
 // ends; then it closes the remaining connections without a handshake and
-// returns ctx's error. Calling Close again waits the same way.
+// returns ctx's error — unless only stalled connections were left (they
+// had until ctx ended to drain; what they may lose is counted in
+// PoolStats.LostFrames). Calling Close again waits the same way.
 func (p *Pool) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
@@ -497,9 +633,23 @@ func (p *Pool) Close(ctx context.Context) error {
 	case <-p.done:
 		return nil
 	case <-ctx.Done():
-		p.abort()
-		return fmt.Errorf("relay: pool close: %w", ctx.Err())
 	}
+	// Time is up. Stalled connections were given the chance to drain
+	// (what they lose now is counted); anything else overran.
+	p.mu.Lock()
+	others := p.counts[StateReady] + p.counts[StateConnecting] + p.counts[StateBackoff] + p.counts[StateRetiring]
+	p.mu.Unlock()
+	p.abort()
+	if others == 0 {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-p.done:
+			return nil
+		case <-t.C:
+		}
+	}
+	return fmt.Errorf("relay: pool close: %w", ctx.Err())
 }
 
 // supervise keeps slot's connection up until Close: dial, run, replace
@@ -511,13 +661,14 @@ func (p *Pool) supervise(slot int) {
 	newConn := func() *conn {
 		gen++
 		return &conn{
-			p:      p,
-			slot:   slot,
-			gen:    gen,
-			log:    p.log.With("slot", slot, "gen", gen),
-			sendq:  make(chan *outMsg, p.cfg.QueueSize),
-			retire: make(chan struct{}),
-			done:   make(chan struct{}),
+			p:       p,
+			slot:    slot,
+			gen:     gen,
+			log:     p.log.With("slot", slot, "gen", gen),
+			sendq:   make(chan *outMsg, p.cfg.QueueSize),
+			retire:  make(chan struct{}),
+			stalled: make(chan struct{}),
+			done:    make(chan struct{}),
 		}
 	}
 	cur := newConn()
@@ -525,45 +676,91 @@ func (p *Pool) supervise(slot int) {
 		return
 	}
 	for {
-		var renewC <-chan time.Time
-		var renewT *time.Timer
-		if !cur.expires.IsZero() {
-			renewT = time.NewTimer(p.renewDelay(cur))
-			renewC = renewT.C
-		}
+		renewT, renewing := p.renewTimer(cur)
 		select {
 		case <-cur.done:
-			if time.Since(cur.started) >= p.cfg.PingInterval || cur.pongs.Load() > 0 {
-				bo.Reset() // it ran healthy; start the schedule over
+			if time.Since(cur.started) >= time.Second || cur.pongs.Load() > 0 {
+				bo.Reset() // it ran; its listener went away: redial at once
 			}
 			cur = newConn()
 			if !p.connect(cur, bo, true) {
+				renewT.Stop()
 				return
 			}
-		case <-renewC:
+		case <-cur.stalled:
+			// cur drains (or is closed) on its own; replace it (at once,
+			// unless replacements keep stalling: then with backoff).
+			cur = newConn()
+			if !p.connect(cur, bo, true) {
+				renewT.Stop()
+				return
+			}
+		case <-renewT.C:
 			next := newConn()
-			next.expires = cur.expires // a token source must bring a later token
+			renew := renewing
+			if renew {
+				next.expires = cur.expires // a token source must bring a later token
+			}
 			if p.dialInto(next) {
-				p.renewals.Add(1)
-				p.retireConn(cur, websocket.StatusNormalClosure, "token renewal")
+				if renew {
+					p.renewals.Add(1)
+				}
+				p.retireConn(cur, websocket.StatusNormalClosure, "connection replaced")
 				cur = next
 				continue
 			}
 			// Keep the current connection (an established connection
 			// outlives its token) and try again soon.
 			p.move(next, StateNone)
-			cur.expires = p.cfg.Now().Add(p.cfg.RenewBefore / 5).Add(p.cfg.RenewBefore)
-		case <-p.stopping:
-			if renewT != nil {
-				renewT.Stop()
+			cur.replaceAt = time.Now().Add(p.retryReplace())
+			if renew {
+				cur.expires = p.cfg.Now().Add(p.cfg.RenewBefore / 5).Add(p.cfg.RenewBefore)
 			}
+		case <-p.stopping:
+			renewT.Stop()
 			p.retireConn(cur, websocket.StatusNormalClosure, "gateway shutting down")
 			return
 		}
-		if renewT != nil {
-			renewT.Stop()
+		renewT.Stop()
+	}
+}
+
+// renewTimer fires when c is due for replacement: before its token
+// expires (renew is then true), or at its jittered maximum age. It never
+// fires when neither applies.
+func (p *Pool) renewTimer(c *conn) (t *time.Timer, renew bool) {
+	d := time.Duration(-1)
+	if !c.expires.IsZero() {
+		d, renew = p.renewDelay(c), true
+	}
+	if !c.replaceAt.IsZero() {
+		if a := max(time.Until(c.replaceAt), 0); d < 0 || a < d {
+			d, renew = a, false
 		}
 	}
+	if d < 0 {
+		t = time.NewTimer(time.Hour)
+		t.Stop()
+		return t, false
+	}
+	return time.NewTimer(d), renew
+}
+
+// retryReplace is how long to wait after a failed make-before-break dial.
+func (p *Pool) retryReplace() time.Duration {
+	if p.cfg.MaxConnAge > 0 {
+		return p.cfg.MaxConnAge / 4
+	}
+	return p.cfg.RenewBefore / 5
+}
+
+// ageDelay is MaxConnAge ±20%, or 0 when connections have no maximum age.
+func (p *Pool) ageDelay() time.Duration {
+	a := p.cfg.MaxConnAge
+	if a <= 0 {
+		return 0
+	}
+	return a - a/5 + time.Duration(rand.Int64N(int64(a)*2/5+1))
 }
 
 // connect dials until c is up (waiting the backoff first when wait is set
@@ -607,6 +804,8 @@ func (p *Pool) dialInto(c *conn) bool {
 		return false // a renewal too early for the token source; not a failure
 	}
 	var ws *websocket.Conn
+	tap := &tapSlot{sendBuffer: int(p.cfg.MaxUnsentBytes / 2)}
+	ctx = context.WithValue(ctx, tapKey{}, tap)
 	if err == nil {
 		ws, err = dialPlaced(ctx, creds, DialOptions{
 			TokenTTL:   p.cfg.TokenTTL,
@@ -634,6 +833,14 @@ func (p *Pool) dialInto(c *conn) bool {
 	c.expires = exp
 	c.wtimer = time.AfterFunc(time.Hour, c.writeExpired)
 	c.wtimer.Stop()
+	c.ktimer = time.AfterFunc(time.Hour, c.writeKilled)
+	c.ktimer.Stop()
+	c.tap = tap.conn
+	c.batch = make([]*outMsg, 0, 16)
+	c.ends = make([]int, 0, 16)
+	if a := p.ageDelay(); a > 0 {
+		c.replaceAt = c.started.Add(a)
+	}
 
 	// Publish before starting run: if run fails at once, markDown must
 	// find c ready to take it out of rotation again.
@@ -724,6 +931,28 @@ func (p *Pool) retireConn(c *conn, code websocket.StatusCode, reason string) {
 	}
 	p.mu.Unlock()
 	c.retireWith(code, reason)
+}
+
+// markStalled takes c out of rotation because its listener stopped
+// reading; it stays open to drain.
+func (p *Pool) markStalled(c *conn) {
+	c.down.Store(true)
+	p.mu.Lock()
+	if c.state == StateReady || c.state == StateRetiring {
+		p.moveLocked(c, StateStalled)
+	}
+	p.mu.Unlock()
+}
+
+// lost records frames (and bytes) a stalled connection may have lost.
+func (p *Pool) lost(c *conn, frames, bytes int) {
+	p.lostFrames.Add(uint64(frames))
+	p.lostBytes.Add(uint64(bytes))
+	if lm, ok := p.m.(LossMetrics); ok {
+		lm.FramesMaybeLost(frames, bytes)
+	}
+	c.log.Error("closing a stalled relay connection; frames answered as sent may be lost",
+		"frames", frames, "bytes", bytes, "stalled_for", p.cfg.StallCloseAfter)
 }
 
 // markDown takes c out of rotation as soon as it fails or retires.

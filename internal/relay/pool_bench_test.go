@@ -207,3 +207,31 @@ func BenchmarkPoolSendEmulator(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPoolSendConcurrent is BenchmarkPoolSend with 32 senders per
+// CPU, as behind a busy gateway: several messages wait in each
+// connection's queue, which the writer coalesces into one socket write.
+func BenchmarkPoolSendConcurrent(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"100B", 100}, {"4KiB", 4 << 10}} {
+		b.Run(size.name, func(b *testing.B) {
+			s := startPoolSink(b)
+			p := newPoolOnSink(b, s, relay.PoolConfig{QueueSize: 256})
+			msg := relay.Message{ID: "bench", Type: relay.MessageBinary, Data: make([]byte, size.n)}
+			ctx := context.Background()
+			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := p.Send(ctx, msg); err != nil && !errors.Is(err, relay.ErrOverloaded) {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

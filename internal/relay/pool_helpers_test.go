@@ -143,6 +143,7 @@ type poolMetrics struct {
 	rejected map[string]int
 	sent     atomic.Int64
 	bytes    atomic.Int64
+	stalls   atomic.Int64 // connections that went ready → stalled
 }
 
 func newPoolMetrics() *poolMetrics {
@@ -157,6 +158,9 @@ func (m *poolMetrics) ConnStateChanged(from, to relay.ConnState) {
 	}
 	if to != relay.StateNone {
 		m.gauge[to]++
+	}
+	if to == relay.StateStalled {
+		m.stalls.Add(1)
 	}
 }
 

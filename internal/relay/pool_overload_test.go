@@ -24,6 +24,7 @@ func TestPoolOverloadedAndCancelledSends(t *testing.T) {
 	const queueSize = 2
 	p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) {
 		c.Size, c.QueueSize = 1, queueSize
+		c.MaxQueuedBytes = 64 << 20 // queue by count here
 		// The stalled listener must not get the connection evicted.
 		c.WriteTimeout, c.PingInterval = 30*time.Second, time.Minute
 	}, m)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,4 +203,64 @@ func TestPoolSendAllocs(t *testing.T) {
 		t.Errorf("Send allocates %v times per message, want 0", allocs)
 	}
 	waitFor(t, "all messages at the sink", func() bool { return s.msgs.Load() == sent })
+}
+
+func TestPoolTapsEveryConnection(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("SIOCOUTQ is Linux only")
+	}
+	s := startPoolSink(t)
+	p := newTestPool(t, s.creds, func(c *relay.PoolConfig) { c.Size = 3 }, nil)
+	waitAllReady(t, p)
+	if got := p.Tapped(); got != 3 {
+		t.Errorf("%d of 3 connections can read their unsent bytes", got)
+	}
+}
+
+func TestPoolCoalescesWithoutMixingMessages(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	pl := startPoolListener(t, emu, "hc1", nil)
+	p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) { c.Size, c.QueueSize = 1, 256 }, nil)
+	waitAllReady(t, p)
+	// Many concurrent senders on one connection: the writer batches what
+	// is queued into one socket write; every message must still arrive
+	// whole, once, as its own WebSocket message.
+	const senders, each = 16, 50
+	msgs := make([]relay.Message, senders*each)
+	for n := range msgs {
+		msgs[n] = seqMessage(n, 10+n%3000)
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				m := msgs[s*each+i]
+				err := p.Send(t.Context(), m)
+				for errors.Is(err, relay.ErrOverloaded) {
+					runtime.Gosched()
+					err = p.Send(t.Context(), m)
+				}
+				if err != nil {
+					t.Errorf("Send: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := pl.collect(t, senders*each)
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[string(g.data)] {
+			t.Fatalf("duplicate message %.20q", g.data)
+		}
+		seen[string(g.data)] = true
+	}
+	for n, want := range msgs {
+		if !seen[string(want.Data)] {
+			t.Fatalf("message %d missing or corrupted", n)
+		}
+	}
 }

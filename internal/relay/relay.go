@@ -74,6 +74,12 @@ var (
 	// ErrConnLost: the connection carrying a message died before the
 	// message was written.
 	ErrConnLost = errors.New("relay: connection lost")
+	// ErrPartialWrite: the connection failed while the message's frame was
+	// being written, after some of it had reached the socket. The message
+	// may or may not be delivered; the pool never retries it elsewhere
+	// (at most once), and neither should the caller without an
+	// idempotency check at the listener.
+	ErrPartialWrite = errors.New("relay: connection lost mid-write; the message may have been delivered")
 	// ErrMessageTooLarge is returned by Pool.Send for a message larger than
 	// PoolConfig.MaxMessageBytes; nothing is sent.
 	ErrMessageTooLarge = errors.New("relay: message too large")
