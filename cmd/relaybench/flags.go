@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ type flags struct {
 	openFraction       float64
 	sizes, concurrency string
 	verbose            bool
+
+	// Hidden child-process modes of the separate-process section.
+	serveBare string // -serve-bare ADDR
+	loadChild string // -load-child SPEC (JSON bench.LoadSpec)
 }
 
 // parseFlags parses args; -h prints the usage on stderr and returns
@@ -49,6 +54,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.sizes, "sizes", "", "comma-separated message sizes (default 100,4KiB,64KiB; quick 100,4KiB)")
 	fs.StringVar(&f.concurrency, "concurrency", "", "comma-separated closed-loop concurrency of the e2e and ceiling points (default 1,16,64,256; quick 1,64)")
 	fs.BoolVar(&f.verbose, "v", false, "log the components' warnings to stderr")
+	fs.StringVar(&f.serveBare, "serve-bare", "", "internal: serve the bare net/http server of the separate-process section on ADDR")
+	fs.StringVar(&f.loadChild, "load-child", "", "internal: run the separate-process section's load generator with this JSON spec")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: relaybench [flags]\n\nMeasures relaygate end to end, its HTTP and relay ceilings, the seed's dial-per-message way,\npool sizes, gateway memory and micro-benchmarks, on loopback, and writes a Markdown report.\n\n")
 		fs.PrintDefaults()
@@ -85,6 +92,9 @@ func (f *flags) options(stderr io.Writer) (bench.Options, string, error) {
 		return opts, "", err
 	}
 	opts.GatewayBin, opts.GatewayEnv = f.gatewayBin, f.gatewayEnv
+	if self, err := os.Executable(); err == nil {
+		opts.ChildBin = self // the bare server and load generator of the separate-process section
+	}
 	for _, kv := range f.gatewayEnv {
 		command += " -gateway-env " + kv
 	}

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("relaybench: %w", err)
 	}
+	if done, err := runChild(ctx, f, stdout); done {
+		return err
+	}
 	opts, command, err := f.options(stderr)
 	if err != nil {
 		return fmt.Errorf("relaybench: %w", err)
@@ -85,6 +89,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("relaybench: %w", err)
 	}
 	return nil
+}
+
+// runChild runs the hidden child-process modes of the separate-process
+// section; done is false when neither was asked for.
+func runChild(ctx context.Context, f *flags, stdout io.Writer) (done bool, err error) {
+	switch {
+	case f.serveBare != "":
+		return true, bench.ServeBare(ctx, f.serveBare, stdout)
+	case f.loadChild != "":
+		var spec bench.LoadSpec
+		if err := json.Unmarshal([]byte(f.loadChild), &spec); err != nil {
+			return true, fmt.Errorf("relaybench: -load-child: %w", err)
+		}
+		return true, bench.RunLoad(ctx, spec, stdout)
+	}
+	return false, nil
 }
 
 // startCPUProfile profiles the whole process into path until stop.

@@ -35,7 +35,7 @@ type Options struct {
 	LargePool       int   // pool size compared with 1 for the per-connection RSS
 
 	// Only, if not empty, names the sections to run: e2e (with the HTTP
-	// ceiling), dial, relay, pool, open, memory, micro.
+	// ceiling), dial, relay, pool, open, memory, process, micro.
 	Only []string
 
 	// GatewayBin is the gateway binary for the memory run; "" builds
@@ -48,6 +48,10 @@ type Options struct {
 	// MicroBenchtime is go test's -benchtime for the micro-benchmarks; ""
 	// skips them.
 	MicroBenchtime string
+	// ChildBin is the relaybench binary, run as the bare server and the
+	// load generator of the separate-process section (its -serve-bare and
+	// -load-child modes); "" skips that section.
+	ChildBin string
 
 	// Log receives the components' warnings (nil: discarded). Progress,
 	// if set, gets one line per measured point.
@@ -114,6 +118,8 @@ type Report struct {
 
 	Memory       *Memory
 	MemoryErr    string
+	Processes    *Processes // the separate-process section
+	ProcessesErr string
 	Micro        []Micro
 	MicroCommand string
 	MicroErr     string
@@ -131,6 +137,8 @@ type runner struct {
 
 	mu  sync.Mutex
 	rep *Report
+
+	built, builtDir string // the gateway binary built by gatewayBinary
 }
 
 func (r *runner) fail(format string, args ...any) {
@@ -220,11 +228,19 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.OpenLoop = got[0]
 	}
 
+	defer r.removeBuilt()
 	if opts.GatewayBin != "-" && opts.runs("memory") && ctx.Err() == nil {
 		r.progress("memory: gateway process, %d clients", opts.MemClients)
 		if err := r.runMemory(ctx); err != nil {
 			rep.MemoryErr = err.Error()
 			r.progress("memory: skipped: %v", err)
+		}
+	}
+	if opts.runs("process") && ctx.Err() == nil {
+		r.progress("separate processes: bare net/http and the gateway, load generator in its own process")
+		if err := r.runProcessSection(ctx); err != nil {
+			rep.ProcessesErr = err.Error()
+			r.progress("separate processes: skipped: %v", err)
 		}
 	}
 	if opts.MicroBenchtime != "" && opts.runs("micro") && ctx.Err() == nil {
@@ -295,18 +311,52 @@ func appendOK(pts []Point, p *Point) []Point {
 	return append(pts, *p)
 }
 
+// gatewayBinary is Options.GatewayBin, or the gateway built once per Run
+// into a temporary directory (removeBuilt removes it).
+func (r *runner) gatewayBinary(ctx context.Context) (string, error) {
+	if r.opts.GatewayBin != "" {
+		return r.opts.GatewayBin, nil
+	}
+	if r.built != "" {
+		return r.built, nil
+	}
+	dir, err := os.MkdirTemp("", "relaybench-")
+	if err != nil {
+		return "", err
+	}
+	r.builtDir = dir
+	r.built, err = buildGateway(ctx, dir)
+	return r.built, err
+}
+
+func (r *runner) removeBuilt() {
+	if r.builtDir != "" {
+		os.RemoveAll(r.builtDir)
+	}
+}
+
+// runProcessSection measures the separate-process section.
+func (r *runner) runProcessSection(ctx context.Context) error {
+	if r.opts.ChildBin == "" {
+		return errors.New("needs the relaybench binary (Options.ChildBin) for the child processes")
+	}
+	if r.opts.GatewayBin == "-" {
+		return errors.New("no gateway binary (-gateway-bin -)")
+	}
+	bin, err := r.gatewayBinary(ctx)
+	if err != nil {
+		return err
+	}
+	ps, err := r.runProcesses(ctx, bin)
+	r.rep.Processes = ps
+	return err
+}
+
 // runMemory builds (or takes) the gateway binary and measures it.
 func (r *runner) runMemory(ctx context.Context) error {
-	bin := r.opts.GatewayBin
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "relaybench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		if bin, err = buildGateway(ctx, dir); err != nil {
-			return err
-		}
+	bin, err := r.gatewayBinary(ctx)
+	if err != nil {
+		return err
 	}
 	m, err := r.memory(ctx, bin)
 	if err != nil {
@@ -333,7 +383,7 @@ func bestConcurrency(pts []Point, size int) int {
 }
 
 // Sections are the names Options.Only accepts.
-var Sections = []string{"e2e", "dial", "relay", "pool", "open", "memory", "micro"}
+var Sections = []string{"e2e", "dial", "relay", "pool", "open", "memory", "process", "micro"}
 
 // runs reports whether section is selected.
 func (o Options) runs(section string) bool {

@@ -115,6 +115,13 @@ func (s *stack) endpoint(ctx context.Context) (*endpoint, error) {
 				e.sink.add(len(data))
 			}
 		},
+		// Request mode (?delivery=request): count the body as a message
+		// and answer 202, as a listener that queues it would.
+		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n, _ := io.Copy(io.Discard, r.Body)
+			e.sink.add(int(n))
+			w.WriteHeader(http.StatusAccepted)
+		}),
 		ReadLimit: 2 << 20,
 	}, s.log.With("component", "listener", "entity", e.name))
 	if err != nil {

@@ -45,7 +45,15 @@ func sampleReport() *Report {
 			LargeRuntime: map[string]float64{"go_goroutines": 126, "go_memstats_stack_inuse_bytes": 2 << 20, "go_memstats_heap_inuse_bytes": 5 << 20}},
 		Micro:        []Micro{{Package: "github.com/relaygate/relaygate/internal/relay", Name: "BenchmarkPoolSend", NsPerOp: 1234, MBps: 80.5, AllocsPerOp: 0}},
 		MicroCommand: "go test -bench .",
-		Failures:     []string{"e2e c=64 100 B: delivered 997 of 1000"},
+		Processes: &Processes{Conc: 64, Size: 100, BatchSize: 100, Rows: []ProcRow{
+			{Key: procBare, Name: "bare", Requests: 80000, Messages: 80000, CPU: 1, CPUPerReq: 12700 * time.Nanosecond, CPUPerMsg: 12700 * time.Nanosecond, P50: lat.P50, P99: lat.P99},
+			{Key: procPlainWarn, Name: "warn", Requests: 25000, Messages: 25000, CPU: 0.6, CPUPerReq: 24 * time.Microsecond, CPUPerMsg: 24 * time.Microsecond, RelayCPU: 30 * time.Microsecond, Runs: []float64{24000, 25000, 26000}},
+			{Key: procPlainInfo, Name: "info", Requests: 24000, Messages: 24000, CPU: 0.6, CPUPerReq: 25 * time.Microsecond, CPUPerMsg: 25 * time.Microsecond, Errors: 2, ErrorText: "2× HTTP 503 overloaded"},
+			{Key: procRequest, Name: "request", Requests: 13000, Messages: 13000, CPU: 0.5, CPUPerReq: 40 * time.Microsecond, CPUPerMsg: 40 * time.Microsecond},
+			{Key: procBatch, Name: "batch", NA: "n/a: POST /messages:batch answered 404"},
+			{Key: procOpen, Name: "open", Requests: 12000, Messages: 12000, Offered: 12000, P50: lat.P50, P99: 1500 * time.Microsecond},
+		}},
+		Failures: []string{"e2e c=64 100 B: delivered 997 of 1000"},
 	}
 }
 

@@ -73,6 +73,14 @@ func (s *Server) verify(raw, name string, need Rights) (*relay.Token, *wireError
 	if s.entra != nil && looksLikeJWT(raw) {
 		return s.verifyEntra(raw, name, need)
 	}
+	key := verifiedKey(raw, name, need)
+	now := time.Now()
+	if s.verifier.Now != nil {
+		now = s.verifier.Now()
+	}
+	if tok := s.verified.get(key, now, s.verifier.Grace); tok != nil {
+		return tok, nil
+	}
 	tok, err := s.verifier.Verify(raw, "", name)
 	if err != nil {
 		return nil, tokenError(err)
@@ -87,6 +95,7 @@ func (s *Server) verify(raw, name string, need Rights) (*relay.Token, *wireError
 		return nil, &wireError{code: http.StatusForbidden, reason: "forbidden", err: errors.New("missing right"),
 			text: "Unauthorized access. '" + need.String() + "' claim(s) are required to perform this operation."}
 	}
+	s.verified.put(key, tok)
 	return tok, nil
 }
 

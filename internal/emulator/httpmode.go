@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -408,10 +409,40 @@ func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, r
 		if !cmd.Body || noBody {
 			body = nil
 		}
+		if standardReason(code, cmd.StatusDescription) {
+			writeKeepAlive(w, code, h, body)
+			return
+		}
 		s.writeResponse(w, r, rawResponse{code: code, reason: cmd.StatusDescription, header: h, body: body})
 		return
 	}
 	s.streamListenerResponse(w, r, code, cmd.StatusDescription, h, noBody, rv)
+}
+
+// standardReason reports whether description is the reason phrase net/http
+// writes for code anyway (or empty), so that the response needs no
+// hijacked connection.
+func standardReason(code int, description string) bool {
+	return description == "" || description == http.StatusText(code)
+}
+
+// writeKeepAlive writes a buffered listener response through net/http, so
+// the sender's connection stays open for its next request, as the service's
+// front end keeps it: hijacking (for a custom reason phrase) closes it, and
+// a sender that dials for every request spends more on TCP than on the
+// relay.
+func writeKeepAlive(w http.ResponseWriter, code int, h http.Header, body []byte) {
+	wh := w.Header()
+	for k, v := range h {
+		wh[k] = v
+	}
+	if bodyAllowed(code) {
+		wh.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(code)
+	if len(body) > 0 && bodyAllowed(code) {
+		_, _ = w.Write(body)
+	}
 }
 
 // streamListenerResponse writes a response whose body the listener streams

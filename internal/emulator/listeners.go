@@ -276,18 +276,26 @@ func (c *controlChannel) send(ctx context.Context, m *relay.ControlMessage, body
 		return ctx.Err()
 	}
 	defer func() { <-c.wsem }()
-	c.ws.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
-	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-		c.ws.NetConn().Close()
-		return err
+	deadline := time.Now().Add(controlWriteTimeout)
+	c.ws.SetWriteDeadline(deadline)
+	cork := corkOf(c.ws.NetConn())
+	if cork != nil && body != nil {
+		// The command and its body message with one write.
+		cork.Cork()
 	}
-	if body != nil {
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, body); err != nil {
-			c.ws.NetConn().Close()
-			return err
+	err = c.ws.WriteMessage(websocket.TextMessage, data)
+	if err == nil && body != nil {
+		err = c.ws.WriteMessage(websocket.BinaryMessage, body)
+	}
+	if cork != nil && body != nil {
+		if uerr := cork.Uncork(deadline); err == nil {
+			err = uerr
 		}
 	}
-	return nil
+	if err != nil {
+		c.ws.NetConn().Close()
+	}
+	return err
 }
 
 // shutdown unregisters the channel and fails the senders waiting on it.

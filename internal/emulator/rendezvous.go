@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -419,7 +418,7 @@ func (s *Server) pump(src, dst *websocket.Conn) error {
 // so the peer sees the loss the way it would on a network failure.
 func abortConn(c *websocket.Conn) {
 	nc := c.NetConn()
-	if tc, ok := nc.(*net.TCPConn); ok {
+	if tc, ok := nc.(interface{ SetLinger(int) error }); ok { // *net.TCPConn or corkConn
 		tc.SetLinger(0)
 	}
 	nc.Close()

@@ -147,6 +147,8 @@ type Server struct {
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	authLog  *logLimiter
+	fresh    newConns       // connections that have not sent a request yet
+	verified verifiedTokens // SAS tokens that passed verify
 
 	// Guarded by mu.
 	mu         sync.Mutex
@@ -250,6 +252,7 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("emulator: listen: %w", err)
 	}
+	ln = corkListener{ln}
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}
@@ -264,7 +267,9 @@ func (s *Server) Open() error {
 		// HTTP/1.1 only: reason phrases and upgrades need hijacking.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:    s.fresh.hook,
 	}
+	srv.RegisterOnShutdown(s.fresh.closeAll)
 	s.mu.Lock()
 	if s.closed || s.ln != nil {
 		s.mu.Unlock()

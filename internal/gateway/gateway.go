@@ -168,6 +168,7 @@ func requestClient(dial *http.Client) *http.Client {
 	}
 	tr := dial.Transport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = false
+	tr.MaxIdleConnsPerHost = relay.DefaultSenderIdleConns // net/http keeps 2: most requests would dial
 	return &http.Client{Transport: tr}
 }
 
@@ -203,6 +204,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.log.Warn("pool not ready yet", "err", err)
 		}
 		cancel()
+	}
+	if g.pool != nil {
+		go g.releaseStartupMemory()
 	}
 	host, _, _ := net.SplitHostPort(g.cfg.Addr)
 	if g.cfg.AllowInsecureBind && len(g.cfg.APIKeys) == 0 && !config.IsLoopback(host) {

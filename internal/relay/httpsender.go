@@ -22,7 +22,10 @@ type HTTPSender struct {
 	// not require client authorization).
 	Credentials Credentials
 	// Client sends the requests (TLS configuration, timeouts); nil means
-	// http.DefaultClient.
+	// a shared client that keeps up to DefaultSenderIdleConns connections
+	// alive (http.DefaultClient keeps 2, and a sender with more requests
+	// in flight would dial for nearly every one). A caller's client should
+	// raise its Transport's MaxIdleConnsPerHost likewise.
 	Client *http.Client
 	// TokenTTL is the lifetime of each minted token; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
@@ -35,7 +38,45 @@ type HTTPSender struct {
 	// 401 is returned.
 	TokenPlacement TokenPlacement
 
-	queryLearned atomic.Bool // TokenAuto saw the query form accepted
+	queryLearned atomic.Bool                 // TokenAuto saw the query form accepted
+	token        atomic.Pointer[cachedToken] // the last token minted, reused until near its expiry
+}
+
+// DefaultSenderIdleConns is how many idle keep-alive connections the
+// HTTPSender's default client keeps to the relay.
+const DefaultSenderIdleConns = 256
+
+// senderClient is HTTPSender's default client.
+var senderClient = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = DefaultSenderIdleConns
+	return &http.Client{Transport: tr}
+}()
+
+// cachedToken is a minted token with its expiry and the time from which
+// a fresh one is minted instead.
+type cachedToken struct {
+	tok       string
+	exp       time.Time
+	refreshAt time.Time
+}
+
+// accessToken returns a token for a request at now: the cached one until
+// a quarter of its lifetime (at most 5 minutes) is left, so that a busy
+// sender signs (or asks its TokenSource) a few times an hour rather than
+// once per request, and a token never reaches the relay about to expire.
+func (s *HTTPSender) accessToken(ctx context.Context, now time.Time) (string, error) {
+	if c := s.token.Load(); c != nil && now.Before(c.refreshAt) {
+		return c.tok, nil
+	}
+	tok, exp, err := s.Credentials.accessToken(ctx, now, s.TokenTTL)
+	if err != nil {
+		return "", err
+	}
+	if !exp.IsZero() {
+		s.token.Store(&cachedToken{tok: tok, exp: exp, refreshAt: exp.Add(-min(exp.Sub(now)/4, 5*time.Minute))})
+	}
+	return tok, nil
 }
 
 // Do sends one request and returns the response: the listener's (with a
@@ -53,7 +94,7 @@ func (s *HTTPSender) Do(ctx context.Context, method, suffix string, query url.Va
 	if s.Now != nil {
 		now = s.Now
 	}
-	tok, _, err := s.Credentials.accessToken(ctx, now(), s.TokenTTL)
+	tok, err := s.accessToken(ctx, now())
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +151,7 @@ func (s *HTTPSender) newRequest(ctx context.Context, method, suffix string, quer
 func (s *HTTPSender) send(req *http.Request, tok string) (*http.Response, error) {
 	client := s.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = senderClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +201,107 @@ func TestHTTPSenderErrors(t *testing.T) {
 	bad := &relay.HTTPSender{Credentials: relay.Credentials{Host: "h", EntityPath: "hc", SharedAccessSignature: "garbage"}}
 	if _, err := bad.Do(t.Context(), http.MethodGet, "", nil, nil, nil); !errors.Is(err, relay.ErrInvalidCredentials) {
 		t.Fatalf("bad SAS: got %v", err)
+	}
+}
+
+// TestHTTPSenderReusesTokenAndConnection checks that a busy sender asks
+// its TokenSource once per token lifetime rather than per request, mints
+// again when a quarter of the lifetime is left, and keeps its connection
+// to the relay alive between requests.
+func TestHTTPSenderReusesTokenAndConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var conns int
+	var seen []string
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Header.Get(relay.HeaderAuthorization))
+			mu.Unlock()
+			w.Header().Set("Via", "1.1 test")
+			w.WriteHeader(http.StatusAccepted)
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				mu.Lock()
+				conns++
+				mu.Unlock()
+			}
+		},
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	start := time.Now()
+	var calls atomic.Int32
+	now := start
+	s := &relay.HTTPSender{
+		Credentials: relay.Credentials{Host: ln.Addr().String(), EntityPath: "hc", Insecure: true,
+			TokenSource: relay.TokenSourceFunc(func(context.Context) (relay.AccessToken, error) {
+				n := calls.Add(1)
+				return relay.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: start.Add(time.Hour)}, nil
+			})},
+		Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
+		Now:    func() time.Time { return now },
+	}
+	t.Cleanup(s.Client.CloseIdleConnections)
+	do := func() {
+		t.Helper()
+		resp, err := s.Do(t.Context(), http.MethodPost, "", nil, nil, strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for range 5 {
+		do()
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("TokenSource called %d times for 5 requests, want 1", n)
+	}
+	now = start.Add(time.Hour - 4*time.Minute) // inside the last 5 minutes
+	do()
+	mu.Lock()
+	defer mu.Unlock()
+	if n := calls.Load(); n != 2 || seen[len(seen)-1] != "tok-2" {
+		t.Errorf("near expiry: %d calls, last token %q; want a fresh token", n, seen[len(seen)-1])
+	}
+	if conns != 1 {
+		t.Errorf("%d connections for 6 sequential requests, want 1", conns)
+	}
+}
+
+// TestHTTPModeKeepsSenderConnection checks that the emulator answers
+// request mode without closing the sender's connection (as the service's
+// front end), so a sender does not dial for every request.
+func TestHTTPModeKeepsSenderConnection(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	runListener(t, emu, "hc1", relay.ListenerConfig{HTTPHandler: http.HandlerFunc(echoHTTP)})
+	var dials atomic.Int32
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	s := &relay.HTTPSender{Credentials: emu.Credentials("hc1"), Client: &http.Client{Transport: tr}}
+	for i := range 5 {
+		resp, err := s.Do(t.Context(), http.MethodPost, "", nil, nil, strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(string(body), "hello") || resp.Header.Get("Via") == "" {
+			t.Fatalf("request %d: %d %q %v", i, resp.StatusCode, body, resp.Header)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d dials for 5 sequential requests, want 1", n)
 	}
 }

@@ -202,7 +202,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			return nil
 		}
 		start := time.Now()
-		ws, expiry, err := l.dialControl(ctx)
+		ws, raw, expiry, err := l.dialControl(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -222,7 +222,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			continue
 		}
 		first = false
-		err = l.runSession(ctx, ws, expiry)
+		err = l.runSession(ctx, ws, raw, expiry)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -294,23 +294,24 @@ func (l *Listener) setConnected(ok bool) {
 	}
 }
 
-// dialControl opens a control channel and returns it with its token's
-// expiry, placing the token as TokenPlacement says.
-func (l *Listener) dialControl(ctx context.Context) (ws *websocket.Conn, exp time.Time, err error) {
+// dialControl opens a control channel and returns it with its connection
+// (for corking; nil through a proxy) and its token's expiry, placing the
+// token as TokenPlacement says.
+func (l *Listener) dialControl(ctx context.Context) (ws *websocket.Conn, raw *upgradedConn, exp time.Time, err error) {
 	err = l.placer.do(func(inQuery bool) error {
-		ws, exp, err = l.dialControlOnce(ctx, inQuery)
+		ws, raw, exp, err = l.dialControlOnce(ctx, inQuery)
 		return err
 	})
-	return ws, exp, err
+	return ws, raw, exp, err
 }
 
 // dialControlOnce dials the control channel once, with the token in the
 // sb-hc-token query parameter when inQuery is set.
-func (l *Listener) dialControlOnce(ctx context.Context, inQuery bool) (*websocket.Conn, time.Time, error) {
+func (l *Listener) dialControlOnce(ctx context.Context, inQuery bool) (*websocket.Conn, *upgradedConn, time.Time, error) {
 	now := l.cfg.Now()
 	tok, exp, err := l.cfg.Credentials.accessToken(ctx, now, l.cfg.TokenTTL)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, nil, time.Time{}, err
 	}
 	h := http.Header{}
 	id := NewID()
@@ -325,13 +326,15 @@ func (l *Listener) dialControlOnce(ctx context.Context, inQuery bool) (*websocke
 	u := l.cfg.Credentials.WebSocketURL(ActionListen, uo)
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	ws, err := dialURL(dctx, u.String(), ActionListen, &websocket.DialOptions{HTTPClient: l.cfg.HTTPClient, HTTPHeader: h}, tok)
+	var raw *upgradedConn
+	client := upgradeClientFunc(l.cfg.HTTPClient, func(c *upgradedConn) { raw = c })
+	ws, err := dialURL(dctx, u.String(), ActionListen, &websocket.DialOptions{HTTPClient: client, HTTPHeader: h}, tok)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, nil, time.Time{}, err
 	}
 	ws.SetReadLimit(controlReadLimit)
 	l.log.Info("control channel open", "id", id)
-	return ws, exp, nil
+	return ws, raw, exp, nil
 }
 
 // session is one control channel's lifetime.
@@ -342,17 +345,33 @@ type session struct {
 	ctx  context.Context // cancelled when the session ends
 	lctx context.Context // the listener's lifetime, for handlers
 
-	// wsem is the control channel's write token: whoever holds it is the
-	// only writer, so a response JSON and its body message stay adjacent.
-	wsem chan struct{}
+	raw *upgradedConn // ws's connection, for corking; nil through a proxy
+
+	// sendq feeds writeLoop, the control channel's only writer, which
+	// keeps a response JSON and its body message adjacent and writes
+	// whatever is queued together, with one syscall when raw is set.
+	sendq chan *outCmd
 }
 
+// outCmd is a command (and optional body message) for writeLoop; done,
+// if not nil, gets the write's outcome.
+type outCmd struct {
+	msg, body []byte
+	done      chan error // buffer 1
+}
+
+// Control-channel write queue limits.
+const (
+	sendQueue = 256 // commands waiting for writeLoop
+	sendBatch = 64  // commands written with one syscall at most
+)
+
 // runSession serves one control channel until it fails or ctx is done.
-func (l *Listener) runSession(ctx context.Context, ws *websocket.Conn, expiry time.Time) error {
+func (l *Listener) runSession(ctx context.Context, ws *websocket.Conn, raw *upgradedConn, expiry time.Time) error {
 	l.sessions.Add(1)
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
-	s := &session{l: l, ws: ws, ctx: sctx, lctx: ctx, wsem: make(chan struct{}, 1)}
+	s := &session{l: l, ws: ws, raw: raw, ctx: sctx, lctx: ctx, sendq: make(chan *outCmd, sendQueue)}
 	l.setConnected(true)
 	defer l.setConnected(false)
 
@@ -367,6 +386,7 @@ func (l *Listener) runSession(ctx context.Context, ws *websocket.Conn, expiry ti
 		}
 	})
 	wg.Go(func() { s.pingLoop(); scancel() })
+	wg.Go(func() { s.writeLoop(); scancel() })
 	wg.Go(func() { s.renewLoop(expiry) })
 	err := s.readLoop()
 	scancel()
@@ -429,16 +449,100 @@ func (s *session) renewLoop(expiry time.Time) {
 	}
 }
 
-// send writes a JSON command and, if body is non-nil, one binary message
-// right after it, as the only writer of the control channel.
+// send has writeLoop write a JSON command and, if body is non-nil, one
+// binary message right after it, and waits for the write.
 func (s *session) send(msg, body []byte) error {
+	c := &outCmd{msg: msg, body: body, done: make(chan error, 1)}
 	select {
-	case s.wsem <- struct{}{}:
+	case s.sendq <- c:
 	case <-s.ctx.Done():
 		return ErrConnLost
 	}
-	defer func() { <-s.wsem }()
-	return writeCommand(s.ctx, s.ws, msg, body)
+	select {
+	case err := <-c.done:
+		return err
+	case <-s.ctx.Done():
+		return ErrConnLost
+	}
+}
+
+// post queues a JSON command and, if body is non-nil, one binary message
+// right after it for writeLoop without waiting for the write: an HTTP
+// handler's goroutine ends as soon as its response is queued. A write
+// that fails ends the session, which logs it.
+func (s *session) post(msg, body []byte) error {
+	select {
+	case s.sendq <- &outCmd{msg: msg, body: body}:
+		return nil
+	case <-s.ctx.Done():
+		return ErrConnLost
+	}
+}
+
+// writeLoop is the control channel's only writer. It takes every command
+// queued (up to sendBatch) and, on a corkable connection, writes their
+// frames with one syscall: under load, many requests' responses share a
+// write and a wake-up of the relay. It returns on the first write error
+// or when the session ends.
+func (s *session) writeLoop() {
+	batch := make([]*outCmd, 0, sendBatch)
+	for {
+		select {
+		case c := <-s.sendq:
+			batch = append(batch[:0], c)
+		case <-s.ctx.Done():
+			return
+		}
+	gather:
+		for len(batch) < sendBatch {
+			select {
+			case c := <-s.sendq:
+				batch = append(batch, c)
+			default:
+				break gather
+			}
+		}
+		if err := s.writeBatch(batch); err != nil {
+			return
+		}
+	}
+}
+
+// writeBatch writes batch's commands in order, corked when that saves a
+// syscall, and tells each the batch's outcome.
+func (s *session) writeBatch(batch []*outCmd) error {
+	corked := s.raw != nil && len(batch)+countBodies(batch) > 1
+	if corked {
+		s.raw.Cork()
+	}
+	var err error
+	for _, c := range batch {
+		if err == nil {
+			err = writeCommand(s.ctx, s.ws, c.msg, c.body)
+		}
+	}
+	if corked {
+		if uerr := s.raw.Uncork(writeTimeout); err == nil {
+			err = uerr
+		}
+	}
+	for _, c := range batch {
+		if c.done != nil {
+			c.done <- err
+		}
+	}
+	return err
+}
+
+// countBodies is the number of body messages in batch.
+func countBodies(batch []*outCmd) int {
+	n := 0
+	for _, c := range batch {
+		if c.body != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // writeCommand writes msg and optional body with one write timeout each.
@@ -459,13 +563,15 @@ func writeCommand(ctx context.Context, ws *websocket.Conn, msg, body []byte) err
 // command to its own goroutine, reading an inline request's body message
 // first so that it cannot be mistaken for a command.
 func (s *session) readLoop() error {
+	var buf []byte // commands are decoded before the next read: one buffer serves them all
 	for {
 		// Not s.ctx: cancelling a read would drop the conn without a close
 		// frame; the session's closer goroutine ends reads instead.
-		typ, data, err := s.ws.Read(context.Background())
+		typ, data, err := readInto(s.ws, buf[:0])
 		if err != nil {
 			return err
 		}
+		buf = data
 		if typ != websocket.MessageText {
 			s.l.log.Debug("ignoring a binary message on the control channel", "bytes", len(data))
 			continue
@@ -485,7 +591,7 @@ func (s *session) readLoop() error {
 		case m.Request != nil && m.Request.Inline():
 			var body []byte
 			if m.Request.HasBody() {
-				_, body, err = s.ws.Read(context.Background())
+				_, body, err = s.ws.Read(context.Background()) // its own buffer: the handler keeps it
 				if err != nil {
 					return err
 				}
@@ -495,6 +601,28 @@ func (s *session) readLoop() error {
 			s.l.spawn(func() { s.l.serveRendezvous(s.lctx, m.Request) })
 		default:
 			s.l.log.Debug("ignoring an unexpected command on the control channel")
+		}
+	}
+}
+
+// readInto reads one message from ws into buf's spare capacity, growing
+// it as needed (coder/websocket's Read allocates for every message).
+func readInto(ws *websocket.Conn, buf []byte) (websocket.MessageType, []byte, error) {
+	typ, r, err := ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return typ, buf, nil
+		}
+		if err != nil {
+			return 0, nil, err
 		}
 	}
 }

@@ -25,7 +25,7 @@ func (l *Listener) serveInline(s *session, cmd *RequestCommand, body []byte) {
 	resp := l.serveHTTP(s.lctx, cmd, body)
 	msg, rbody := resp.encode(cmd.ID)
 	if len(rbody) <= MaxInlineBody {
-		if err := s.send(msg, rbody); err != nil {
+		if err := s.post(msg, rbody); err != nil {
 			l.log.Warn("response lost with the control channel", "id", cmd.ID, "err", err)
 		}
 		return

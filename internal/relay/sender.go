@@ -122,6 +122,7 @@ func dialURL(ctx context.Context, u string, action Action, opts *websocket.DialO
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = dialClient
 	}
+	opts.HTTPClient = upgradeClient(opts.HTTPClient)
 	ws, resp, err := websocket.Dial(ctx, u, opts)
 	if err == nil {
 		return ws, nil

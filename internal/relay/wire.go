@@ -107,6 +107,15 @@ func DecodeControlMessage(data []byte) (*ControlMessage, error) {
 	if len(data) > MaxControlMessage {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadCommand, MaxControlMessage)
 	}
+	if m := decodeHot(data); m != nil {
+		return m, nil
+	}
+	return decodeGeneral(data)
+}
+
+// decodeGeneral decodes any control message: the key first, then its
+// command.
+func decodeGeneral(data []byte) (*ControlMessage, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrBadCommand)
@@ -153,6 +162,36 @@ func DecodeControlMessage(data []byte) (*ControlMessage, error) {
 		}
 	}
 	return &m, nil
+}
+
+// decodeHot decodes the commands of HTTP request mode, which the relay and
+// the listener exchange for every request, in one pass: data exactly
+// {"request":{…}} or {"response":{…}} (spaces aside) whose command is
+// valid. For anything else, including every error, it returns nil and
+// DecodeControlMessage's general path decides, so both give the same
+// result.
+func decodeHot(data []byte) *ControlMessage {
+	data = bytes.TrimSpace(data)
+	var m ControlMessage
+	switch {
+	case bytes.HasPrefix(data, []byte(`{"request":`)) && bytes.HasSuffix(data, []byte("}")):
+		v := bytes.TrimSpace(data[len(`{"request":`) : len(data)-1])
+		var rc RequestCommand
+		if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &rc) != nil || rc.Address == "" && !rc.Inline() {
+			return nil
+		}
+		m.Request = &rc
+	case bytes.HasPrefix(data, []byte(`{"response":`)) && bytes.HasSuffix(data, []byte("}")):
+		v := bytes.TrimSpace(data[len(`{"response":`) : len(data)-1])
+		var rc ResponseCommand
+		if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &rc) != nil || rc.RequestID == "" || rc.StatusCode == 0 {
+			return nil
+		}
+		m.Response = &rc
+	default:
+		return nil
+	}
+	return &m
 }
 
 func decodeObject(v json.RawMessage, dst any) error {
