@@ -419,13 +419,6 @@ func (l *load) snapshot() []result {
 	return slices.Clone(l.results)
 }
 
-// count returns how many results so far.
-func (l *load) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.results)
-}
-
 // outcome compares the load's results with what the listeners printed.
 type outcome struct {
 	requests, accepted, noResponse   int
@@ -435,14 +428,12 @@ type outcome struct {
 }
 
 func evaluate(rs []result, rec *received) (o outcome, accepted []string) {
-	var lat []time.Duration
 	for _, r := range rs {
 		o.requests++
 		switch {
 		case r.status == 202:
 			o.accepted++
 			accepted = append(accepted, r.id)
-			lat = append(lat, r.latency)
 		case r.status == 0:
 			o.noResponse++
 		case r.code == "overloaded":
