@@ -217,7 +217,9 @@ func TestRunSmoke(t *testing.T) {
 			t.Errorf("%s: got %d points, want 1", tt.name, len(tt.pts))
 			continue
 		}
-		if p := tt.pts[0]; p.Accepted == 0 || p.Rate <= 0 {
+		// Accepted, not Rate: on a loaded machine a 100 ms window may see
+		// no delivery at all (latency > window), which is no error.
+		if p := tt.pts[0]; p.Accepted == 0 || p.Rate < 0 {
 			t.Errorf("%s: nothing measured: %+v", tt.name, p)
 		}
 	}

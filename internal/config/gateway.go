@@ -92,6 +92,10 @@ func LoadGateway(args []string, out io.Writer) (Gateway, error) {
 	var c Gateway
 	err := load(GatewayPrefix, &c, command{name: "gateway", head: gatewayUsageHead}, args, out)
 	_, c.memoryLimitSet = os.LookupEnv(GatewayPrefix + "_MEMORY_LIMIT")
+	if _, set := os.LookupEnv(GatewayPrefix + "_DRAIN_DELAY"); !set && c.Local() {
+		// Local mode has no load balancer to wait for: Ctrl-C stops at once.
+		c.DrainDelay = 0
+	}
 	return c, err
 }
 
@@ -107,6 +111,7 @@ with no relay credentials it runs in local mode (in-process emulator and listene
 func GatewayDefaults() Gateway {
 	var c Gateway
 	setDefaults(&c)
+	c.DrainDelay = 0 // local mode, as LoadGateway without GATEWAY_DRAIN_DELAY
 	return c
 }
 

@@ -265,6 +265,29 @@ func TestHelpTablesAligned(t *testing.T) {
 	}
 }
 
+// TestGatewayDrainDelayLocal: local mode (no credentials) drains for 0 s
+// unless GATEWAY_DRAIN_DELAY is set; with credentials the default is 5 s.
+func TestGatewayDrainDelayLocal(t *testing.T) {
+	const cs = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=s;SharedAccessKey=" + testSecret + ";EntityPath=hc"
+	for _, tt := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, 0},
+		{map[string]string{"GATEWAY_DRAIN_DELAY": "2s"}, 2 * time.Second},
+		{map[string]string{"GATEWAY_CONNECTION_STRING": cs}, 5 * time.Second},
+	} {
+		testlog.Setenv(t, tt.env, GatewayPrefix)
+		c, err := LoadGateway(nil, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.DrainDelay != tt.want {
+			t.Errorf("%v: DrainDelay = %v, want %v", tt.env, c.DrainDelay, tt.want)
+		}
+	}
+}
+
 // TestGatewayMemoryLimitSet tells an explicit GATEWAY_MEMORY_LIMIT (even
 // one equal to the default, or 0) from the default, which must not
 // override the container's cgroup limit.
