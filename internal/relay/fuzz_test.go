@@ -61,8 +61,12 @@ func FuzzParseToken(f *testing.F) {
 		if p.CheckSignature(key + "x") {
 			t.Fatal("signature verifies with another key")
 		}
-		if len(key) >= 8 && strings.Contains(p.String(), key) {
-			t.Fatal("String leaks the key")
+		// The description never carries the signature (a token holds no
+		// key, only its HMAC). The fuzzed resource is printed, so a
+		// signature that happens to be part of it proves nothing.
+		sig := p.Signature()
+		if !strings.Contains(resource, sig) && strings.Contains(p.String(), sig) {
+			t.Fatal("String leaks the signature")
 		}
 	})
 }
