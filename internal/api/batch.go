@@ -42,11 +42,12 @@ type batchResponse struct {
 // to each. After the first failure the rest are not sent (so the listener
 // never sees a gap in the order) and are reported failed.
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) error {
-	release, err := s.admit(r)
+	ad, err := s.admission.admit(r, s.cfg.MaxBodyBytes)
 	if err != nil {
-		return err
+		return shed(w, r, err)
 	}
-	defer release()
+	var sent bool
+	defer func() { s.admission.done(ad, sent) }()
 	ndjson, err := batchKindOf(r)
 	if err != nil {
 		return err
@@ -72,7 +73,9 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.SendTimeout)
 	defer cancel()
-	return writeJSON(w, http.StatusOK, s.sendBatch(ctx, requestIDOf(w), items))
+	resp := s.sendBatch(ctx, requestIDOf(w), items)
+	sent = resp.Sent > 0
+	return writeJSON(w, http.StatusOK, resp)
 }
 
 // batchKindOf accepts application/json and application/x-ndjson in UTF-8.

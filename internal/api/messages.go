@@ -53,17 +53,17 @@ const (
 // (delivery=send, 202) or delivers it as an HTTP request to the listener
 // and returns the listener's answer (delivery=request, 200). The body and
 // the JSON envelope live in pooled buffers until the relay has taken them.
-func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) (err error) {
 	delivery, err := deliveryMode(r, s.cfg.RequestOnly)
 	if err != nil {
 		return err
 	}
 	if delivery == deliverySend {
-		release, err := s.admit(r)
+		ad, err := s.admission.admit(r, s.cfg.MaxBodyBytes)
 		if err != nil {
-			return err
+			return shed(w, r, err)
 		}
-		defer release()
+		defer func() { s.admission.done(ad, err == nil) }()
 	}
 	kind, err := bodyKindOf(r)
 	if err != nil {
@@ -84,25 +84,6 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		return s.deliver(w, r, msg, kind.contentType())
 	}
 	return s.send(w, r, msg)
-}
-
-// admit counts r's body against MaxInflightBytes, or refuses it with 503
-// overloaded at once when the gateway already handles that much (a lone
-// request is always admitted). release must be called when r is done.
-func (s *Server) admit(r *http.Request) (release func(), err error) {
-	limit := s.cfg.MaxInflightBytes
-	if limit <= 0 {
-		return func() {}, nil
-	}
-	cost := s.cfg.MaxBodyBytes
-	if r.ContentLength >= 0 && r.ContentLength < cost {
-		cost = max(r.ContentLength, 1)
-	}
-	if n := s.inflight.Add(cost); n > limit && n > cost {
-		s.inflight.Add(-cost)
-		return nil, newProblem(codeOverloaded, "the gateway is handling as many message bytes as it can; retry later")
-	}
-	return func() { s.inflight.Add(-cost) }, nil
 }
 
 // deliveryMode returns the ?delivery= query parameter, send by default. A

@@ -100,6 +100,13 @@ type Config struct {
 	// its body is read. With the pool's queue caps it keeps the latency of
 	// accepted requests bounded under overload. 0: no bound.
 	MaxInflightBytes int64
+	// MaxWait bounds the expected wait of a send: the bytes of the sends
+	// already being handled divided by the rate the gateway has recently
+	// relayed at (per second of busy time). Above it a send gets 503
+	// overloaded with Retry-After before its body is read, so accepted
+	// requests keep a latency near MaxWait even when the relay or the
+	// listener slows down. 0: no bound.
+	MaxWait time.Duration
 	// RequestOnly makes HTTP request mode the default of POST /messages
 	// and refuses ?delivery=send with 400 (GATEWAY_MODE=request, for
 	// listeners that serve no WebSockets; see RequestOnly).
@@ -165,8 +172,8 @@ type Server struct {
 	anyOrigin bool
 	hosts     *hostPolicy
 
-	draining atomic.Bool
-	inflight atomic.Int64 // body bytes of sends being handled (MaxInflightBytes)
+	draining  atomic.Bool
+	admission admission // MaxInflightBytes and MaxWait
 }
 
 // New returns a Server. rq may be nil, in which case ?delivery=request
@@ -185,6 +192,7 @@ func New(cfg Config, rl Relayer, rq Requester, log *slog.Logger, m Metrics) *Ser
 		origins:   map[string]bool{},
 		hosts:     newHostPolicy(cfg.ListenAddr, cfg.AllowedHosts),
 	}
+	s.admission.limit, s.admission.maxWait, s.admission.now = cfg.MaxInflightBytes, cfg.MaxWait, time.Now
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, hashKey(k))
 	}

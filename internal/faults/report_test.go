@@ -110,10 +110,13 @@ outcome is unknown).
   ` + "`GATEWAY_DRAIN_DELAY`" + ` (5 s), each response closing its keep-alive connection; then the listening socket
   closes, in-flight requests finish, the pool closes with 1000 and the process exits 0 within
   ` + "`GATEWAY_SHUTDOWN_TIMEOUT`" + `. Every request sent on a connection the server accepted is answered.
-- **Overload sheds early.** When request bodies in progress exceed ` + "`GATEWAY_MAX_INFLIGHT_BYTES`" + ` (32 MiB),
-  or every connection's queue is full by count (` + "`GATEWAY_QUEUE_SIZE`" + `) or by bytes
-  (` + "`GATEWAY_MAX_QUEUED_BYTES`" + `, 1 MiB), ` + "`POST /messages`" + ` answers 503 overloaded with Retry-After at
-  once; ` + "`/healthz`" + ` and ` + "`/readyz`" + ` stay fast.
+- **Overload sheds early.** A send is refused before its body is read — ` + "`503 overloaded`" + ` with Retry-After,
+  at once — when the request bodies in progress exceed ` + "`GATEWAY_MAX_INFLIGHT_BYTES`" + ` (32 MiB), or when the
+  wait they imply (those bytes ÷ the rate the gateway has recently relayed at, per second of busy time)
+  exceeds ` + "`GATEWAY_MAX_WAIT`" + ` (500 ms), so a slow relay or listener lets fewer bytes in; a body over 16 KiB
+  is then left unread and its connection closed. Behind that, a connection's queue full by count
+  (` + "`GATEWAY_QUEUE_SIZE`" + `) or by bytes (` + "`GATEWAY_MAX_QUEUED_BYTES`" + `, 1 MiB) is a 503 overloaded too.
+  ` + "`/healthz`" + ` and ` + "`/readyz`" + ` stay fast.
 `
 
 const reportFoot = `Columns: requests the load generator made; 202 answers; 503 overloaded; other 503/504 (not sent);

@@ -128,6 +128,7 @@ func New(cfg config.Gateway, log *slog.Logger, opts ...Option) (_ *Gateway, err 
 		TracerProvider:      g.tracerProvider,
 		EnvelopeTraceparent: cfg.EnvelopeTraceparent,
 		MaxInflightBytes:    cfg.MaxInflightBytes,
+		MaxWait:             cfg.MaxWait,
 	}, g.relayer, g.requester(requester), log.With("component", "api"), g.metrics)
 	g.srv = g.api.HTTPServer(g.api.Handler())
 	// Shutdown does not interrupt handlers: end the console's streams, and
