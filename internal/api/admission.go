@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"net/http"
 	"sync"
@@ -168,4 +170,24 @@ func (a *admission) sample() {
 		s = r + rateWeight*(s-r)
 	}
 	a.rate.Store(math.Float64bits(s))
+}
+
+// shedLog sums up the sends answered 503 overloaded in one warning at
+// most every second, instead of one per request.
+type shedLog struct {
+	n    atomic.Int64 // refusals not yet logged
+	last atomic.Int64 // UnixNano of the last warning
+}
+
+// note counts one refusal and logs the count when a second has passed
+// since the last warning (the first refusal is logged at once).
+func (l *shedLog) note(ctx context.Context, log *slog.Logger) {
+	l.n.Add(1)
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(time.Second) || !l.last.CompareAndSwap(last, now) {
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, "shedding load: sends answered 503 overloaded since the last such line (at most one a second)",
+		slog.Int64("refused", l.n.Swap(0)))
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -152,4 +153,21 @@ func TestShedClosesLargeUnreadBodies(t *testing.T) {
 			t.Errorf("body of %d bytes: Connection: close %v, want %v", tc.size, got, tc.close)
 		}
 	}
+}
+
+func TestShedLogSumsUpOncePerSecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf strings.Builder
+		log := slog.New(slog.NewTextHandler(&buf, nil))
+		var l shedLog
+		for range 1000 {
+			l.note(t.Context(), log)
+		}
+		time.Sleep(time.Second)
+		l.note(t.Context(), log)
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != 2 || !strings.Contains(lines[0], "refused=1") || !strings.Contains(lines[1], "refused=1000") {
+			t.Fatalf("want two lines, refused=1 then refused=1000 (999 held back + 1); got:\n%s", buf.String())
+		}
+	})
 }

@@ -179,11 +179,16 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *problem
 	ctx := r.Context()
 	rid := requestIDOf(w)
 	level := slog.LevelDebug
-	if c.status >= 500 {
+	switch {
+	case p.Code == codeOverloaded:
+		// Shedding is the gateway working as designed, and comes by the
+		// thousand per second: one warning a second sums it up (each
+		// request is still in the access log and the metrics).
+		s.sheds.note(ctx, s.log)
+	case c.status == http.StatusInternalServerError:
+		level = slog.LevelError
+	case c.status >= 500:
 		level = slog.LevelWarn
-		if c.status == http.StatusInternalServerError {
-			level = slog.LevelError
-		}
 	}
 	if s.log.Enabled(ctx, level) {
 		attrs := []slog.Attr{slog.String("request_id", rid), slog.String("code", p.Code), slog.Int("status", c.status), slog.String("detail", p.Detail)}

@@ -174,6 +174,7 @@ type Server struct {
 
 	draining  atomic.Bool
 	admission admission // MaxInflightBytes and MaxWait
+	sheds     shedLog   // the once-a-second summary of 503 overloaded
 }
 
 // New returns a Server. rq may be nil, in which case ?delivery=request
