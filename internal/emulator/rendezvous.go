@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -418,7 +419,11 @@ func (s *Server) pump(src, dst *websocket.Conn) error {
 // so the peer sees the loss the way it would on a network failure.
 func abortConn(c *websocket.Conn) {
 	nc := c.NetConn()
-	if tc, ok := nc.(interface{ SetLinger(int) error }); ok { // *net.TCPConn or corkConn
+	raw := nc
+	if cc, ok := raw.(*relay.CorkConn); ok { // corkListener's
+		raw = cc.Conn
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	nc.Close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/relaygate/relaygate/internal/conntrack"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -147,7 +148,6 @@ type Server struct {
 	handler  http.Handler
 	upgrader websocket.Upgrader
 	authLog  *logLimiter
-	fresh    newConns       // connections that have not sent a request yet
 	verified verifiedTokens // SAS tokens that passed verify
 
 	// Guarded by mu.
@@ -267,9 +267,11 @@ func (s *Server) Open() error {
 		// HTTP/1.1 only: reason phrases and upgrades need hijacking.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		ConnState:    s.fresh.hook,
 	}
-	srv.RegisterOnShutdown(s.fresh.closeAll)
+	// Request-mode senders keep connections alive, and a client's
+	// transport may dial one more than it ends up using: Close closes
+	// those at once instead of waiting 5 s for them.
+	conntrack.CloseNewOnShutdown(srv, 0)
 	s.mu.Lock()
 	if s.closed || s.ln != nil {
 		s.mu.Unlock()

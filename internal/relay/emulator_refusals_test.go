@@ -71,7 +71,7 @@ func TestEmulatorNoListener(t *testing.T) {
 	emu := emulatortest.Start(t)
 	_, err := relay.Dial(waitCtx(t), emu.Credentials("nobody-home"), relay.DialOptions{})
 	var re *relay.StatusError
-	if !errors.As(err, &re) || !errors.Is(err, relay.ErrNoListener) || !relay.Retryable(err) {
+	if !errors.As(err, &re) || !errors.Is(err, relay.ErrNoListener) || !retryable(err) {
 		t.Fatalf("got %v, want a retryable ErrNoListener", err)
 	}
 	if !strings.Contains(re.Reason, "TrackingId:") {
@@ -115,7 +115,7 @@ func TestEmulatorAuthErrors(t *testing.T) {
 			tok, _, _ := tt.c.Token(time.Now(), 0)
 			_, err := relay.Dial(waitCtx(t), tt.c, tt.o)
 			var re *relay.StatusError
-			if !errors.As(err, &re) || !errors.Is(err, tt.want) || relay.Retryable(err) {
+			if !errors.As(err, &re) || !errors.Is(err, tt.want) || retryable(err) {
 				t.Fatalf("got %v, want a non-retryable %v", err, tt.want)
 			}
 			for _, secret := range []string{tt.c.Key, testlog.Signature(tok)} {

@@ -189,13 +189,13 @@ func TestHTTPSenderErrors(t *testing.T) {
 		t.Fatal("invalid method was sent")
 	}
 	_, err = s.Do(t.Context(), http.MethodGet, "", nil, nil, nil)
-	if err == nil || !relay.Retryable(err) || strings.Contains(fmt.Sprintf("%v %#v", err, err), testKey) {
+	if err == nil || !retryable(err) || strings.Contains(fmt.Sprintf("%v %#v", err, err), testKey) {
 		t.Fatalf("closed port: got %v", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err = s.Do(ctx, http.MethodGet, "", nil, nil, nil)
-	if !errors.Is(err, context.Canceled) || relay.Retryable(err) {
+	if !errors.Is(err, context.Canceled) || retryable(err) {
 		t.Fatalf("cancelled: got %v", err)
 	}
 	bad := &relay.HTTPSender{Credentials: relay.Credentials{Host: "h", EntityPath: "hc", SharedAccessSignature: "garbage"}}

@@ -522,7 +522,7 @@ func (s *session) writeBatch(batch []*outCmd) error {
 		}
 	}
 	if corked {
-		if uerr := s.raw.Uncork(writeTimeout); err == nil {
+		if uerr := s.raw.Uncork(time.Now().Add(writeTimeout)); err == nil {
 			err = uerr
 		}
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,8 +94,8 @@ func TestDialRefusals(t *testing.T) {
 				if n != 1 || !errors.Is(err, tt.want) {
 					t.Errorf("matches %d sentinels, want exactly %v", n, tt.want)
 				}
-				if relay.Retryable(err) != tt.retryable {
-					t.Errorf("Retryable = %v, want %v", !tt.retryable, tt.retryable)
+				if retryable(err) != tt.retryable {
+					t.Errorf("retryable = %v, want %v", !tt.retryable, tt.retryable)
 				}
 				if !strings.Contains(err.Error(), fmt.Sprint(tt.code)) || !strings.Contains(err.Error(), "TrackingId:abc_G0") {
 					t.Errorf("error %q lacks the status or reason", err)
@@ -121,7 +123,7 @@ func TestDialErrorsNeverContainToken(t *testing.T) {
 	if err == nil {
 		t.Fatal("dial to a closed port succeeded")
 	}
-	if !relay.Retryable(err) {
+	if !retryable(err) {
 		t.Errorf("connection refused is not retryable: %v", err)
 	}
 	for _, s := range []string{testlog.Signature(tok), url.QueryEscape(testlog.Signature(tok)), testKey} {
@@ -156,7 +158,7 @@ func TestDialDeadline(t *testing.T) {
 	if !errors.As(err, &re) || re.StatusCode != 0 || !errors.Is(err, relay.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want a StatusError matching ErrTimeout and DeadlineExceeded", err)
 	}
-	if errors.Is(err, relay.ErrServerError) || !relay.Retryable(err) {
+	if errors.Is(err, relay.ErrServerError) || !retryable(err) {
 		t.Fatalf("classification of %v", err)
 	}
 }
@@ -228,6 +230,37 @@ func TestDialHandshake(t *testing.T) {
 	}
 }
 
+// retryable is the tests' classification of an error from Dial or
+// HTTPSender.Do: whether the same call may succeed if made again later.
+// True for every StatusError but 401 and 403 (so also for a 404 to a
+// listen or request, ErrEntityNotFound), for timeouts and network errors, ErrConnLost,
+// ErrUnavailable and ErrOverloaded; false for 401/403, invalid
+// credentials, cancellation, ErrClosed, nil and any other error.
+//
+// It is not the pool's or the listener's policy: the pool redials after
+// any failure and stops waiting for a ready connection only on 401/403
+// (Pool.WaitReady); Listener.Run gives up on ErrEntityNotFound and on a
+// first attempt refused for its credentials, and retries everything else.
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *relay.StatusError
+	if errors.As(err, &re) {
+		return !errors.Is(re, relay.ErrUnauthorized) && !errors.Is(re, relay.ErrForbidden)
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, relay.ErrInvalidCredentials), errors.Is(err, relay.ErrClosed):
+		return false
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed),
+		errors.Is(err, relay.ErrConnLost), errors.Is(err, relay.ErrUnavailable), errors.Is(err, relay.ErrOverloaded):
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
 func TestRetryable(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -244,8 +277,8 @@ func TestRetryable(t *testing.T) {
 		{errors.New("something else"), false},
 	}
 	for _, tt := range tests {
-		if got := relay.Retryable(tt.err); got != tt.want {
-			t.Errorf("Retryable(%v) = %v, want %v", tt.err, got, tt.want)
+		if got := retryable(tt.err); got != tt.want {
+			t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
-	"time"
 )
 
 // upgradeTransport performs WebSocket handshakes on a connection it dials
@@ -107,7 +105,7 @@ func handshake(conn net.Conn, req *http.Request) (*http.Response, error) {
 		resp.Body = &closeConnBody{ReadCloser: resp.Body, conn: conn}
 		return resp, nil
 	}
-	uc := &upgradedConn{Conn: conn}
+	uc := &upgradedConn{CorkConn: CorkConn{Conn: conn}}
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		uc.rest = bytes.Clone(b)
@@ -155,19 +153,11 @@ func (u upgradeTransport) dial(ctx context.Context, req *http.Request) (net.Conn
 }
 
 // upgradedConn is an upgraded connection that first returns the bytes read
-// past the handshake response. It can be corked: between Cork and Uncork,
-// writes are gathered and Uncork sends them with one write, so several
-// WebSocket frames cost one syscall and one wake-up of the peer.
+// past the handshake response. It can be corked (CorkConn), so the
+// listener sends a batch of commands with one write.
 type upgradedConn struct {
-	net.Conn
+	CorkConn
 	rest []byte // owned by the reader
-
-	// Guarded by wmu, which also orders writes (coder/websocket already
-	// serialises its frames; wmu keeps a corked batch and a frame written
-	// meanwhile by another goroutine, such as a pong, whole and in order).
-	wmu    sync.Mutex
-	corked bool
-	buf    []byte
 }
 
 func (c *upgradedConn) Read(p []byte) (int, error) {
@@ -178,45 +168,6 @@ func (c *upgradedConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
-
-func (c *upgradedConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.corked {
-		c.buf = append(c.buf, p...)
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
-}
-
-// Cork gathers writes until Uncork.
-func (c *upgradedConn) Cork() {
-	c.wmu.Lock()
-	c.corked = true
-	c.wmu.Unlock()
-}
-
-// Uncork writes what was gathered since Cork, within timeout.
-func (c *upgradedConn) Uncork(timeout time.Duration) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.corked = false
-	if len(c.buf) == 0 {
-		return nil
-	}
-	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.Conn.Write(c.buf)
-	c.Conn.SetWriteDeadline(time.Time{})
-	if cap(c.buf) > maxCorkBuffer {
-		c.buf = nil
-	} else {
-		c.buf = c.buf[:0]
-	}
-	return err
-}
-
-// maxCorkBuffer is the largest gathering buffer kept between batches.
-const maxCorkBuffer = 256 << 10
 
 // CloseWrite half-closes a TCP connection, as net/http's upgraded body does.
 func (c *upgradedConn) CloseWrite() error {

@@ -1,4 +1,4 @@
-package gateway
+package conntrack_test
 
 import (
 	"context"
@@ -8,13 +8,15 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/conntrack"
 )
 
 // serveWithUnusedConn serves on 127.0.0.1:0 and opens one TCP connection
 // that sends nothing (as a browser's preconnect does), returning once the
-// server has accepted it. With grace > 0 the server tracks new conns
-// (trackNewConns) with that grace.
-func serveWithUnusedConn(t *testing.T, grace time.Duration) (*http.Server, net.Conn) {
+// server has accepted it. With track the server closes new conns on
+// shutdown (CloseNewOnShutdown) after grace.
+func serveWithUnusedConn(t *testing.T, track bool, grace time.Duration) (*http.Server, net.Conn) {
 	t.Helper()
 	accepted := make(chan struct{}, 1)
 	srv := &http.Server{
@@ -26,8 +28,8 @@ func serveWithUnusedConn(t *testing.T, grace time.Duration) (*http.Server, net.C
 			}
 		},
 	}
-	if grace > 0 {
-		trackNewConns(srv, grace)
+	if track {
+		conntrack.CloseNewOnShutdown(srv, grace)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,22 +51,24 @@ func serveWithUnusedConn(t *testing.T, grace time.Duration) (*http.Server, net.C
 
 func TestShutdownClosesUnusedConns(t *testing.T) {
 	// Without the tracker, net/http waits for the unused connection.
-	srv, _ := serveWithUnusedConn(t, 0)
+	srv, _ := serveWithUnusedConn(t, false, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("untracked: Shutdown = %v; net/http no longer waits for StateNew conns, trackNewConns may go", err)
+		t.Fatalf("untracked: Shutdown = %v; net/http no longer waits for StateNew conns, conntrack may go", err)
 	}
 
-	srv, c := serveWithUnusedConn(t, 100*time.Millisecond)
-	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Fatalf("tracked: Shutdown = %v", err)
-	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("the unused connection is still open: %v", err)
+	for _, grace := range []time.Duration{0, 100 * time.Millisecond} {
+		srv, c := serveWithUnusedConn(t, true, grace)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("tracked, grace %v: Shutdown = %v", grace, err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("grace %v: the unused connection is still open: %v", grace, err)
+		}
 	}
 }
 
@@ -73,7 +77,7 @@ func TestShutdownClosesUnusedConns(t *testing.T) {
 // without the tracker); then it is closed.
 func TestShutdownKeepsNewConnsForTheGrace(t *testing.T) {
 	const grace = time.Second
-	srv, c := serveWithUnusedConn(t, grace)
+	srv, c := serveWithUnusedConn(t, true, grace)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
