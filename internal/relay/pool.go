@@ -836,8 +836,6 @@ func (p *Pool) dialInto(c *conn) bool {
 	c.ktimer = time.AfterFunc(time.Hour, c.writeKilled)
 	c.ktimer.Stop()
 	c.tap = tap.conn
-	c.batch = make([]*outMsg, 0, 16)
-	c.ends = make([]int, 0, 16)
 	if a := p.ageDelay(); a > 0 {
 		c.replaceAt = c.started.Add(a)
 	}
