@@ -793,8 +793,18 @@ func (p *Pool) connect(c *conn, bo *backoff, wait bool) bool {
 	}
 }
 
-// dialInto dials once for c; on success it starts and publishes c.
+// dialInto dials once for c; on success it starts and publishes c. The
+// dial runs in a goroutine of its own that exits with it: a dial grows its
+// stack to several KiB, which the supervisor, idle for hours afterwards,
+// would otherwise keep.
 func (p *Pool) dialInto(c *conn) bool {
+	ok := make(chan bool, 1)
+	go func() { ok <- p.dial(c) }()
+	return <-ok
+}
+
+// dial is dialInto in the dialling goroutine.
+func (p *Pool) dial(c *conn) bool {
 	p.move(c, StateConnecting)
 	ctx, cancel := context.WithTimeout(p.dialCtx, p.cfg.DialTimeout)
 	defer cancel()
