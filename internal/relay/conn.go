@@ -58,21 +58,21 @@ var errRetired = errors.New("relay: connection retired")
 // write, and schedules keepalive pings, each in a short-lived goroutine
 // that exists only while a ping is outstanding; then run tears the conn
 // down and returns after the reader and any ping have exited).
-// A conn is created by its slot's supervisor once per connection attempt;
+// A conn is created by its slot (see slot) once per connection attempt;
 // gen numbers them per slot, so logs and eviction always name one specific
 // connection and never its replacement.
 //
 // A conn whose listener stops reading stalls: a write blocks, or the bytes
 // the relay has not acknowledged stop draining, for WriteTimeout. It then
 // takes no new messages, its queued senders retry elsewhere, its
-// supervisor dials a replacement, and it stays open so that what it
+// slot dials a replacement, and it stays open so that what it
 // already wrote is delivered when the listener resumes: it closes with
 // 1000 once the relay has acknowledged everything, or is closed after
 // StallCloseAfter, counting what may be lost.
 type conn struct {
 	// Static after construction.
 	p     *Pool
-	slot  int
+	sl    *slot
 	gen   uint64
 	log   *slog.Logger
 	sendq chan *outMsg
@@ -84,7 +84,6 @@ type conn struct {
 	// messages because its peer stopped reading.
 	stalled   chan struct{}
 	stallOnce sync.Once
-	done      chan struct{} // closed when run has returned
 
 	// Set by Pool.dialInto before run is started and before the conn is
 	// published; read-only afterwards.
@@ -97,9 +96,14 @@ type conn struct {
 	wtimer  *time.Timer // write overran WriteTimeout: stall
 	ktimer  *time.Timer // stalled write overran StallCloseAfter: close
 
-	// Owned by the slot's supervisor.
+	// Set before run starts, then guarded by sl.mu.
 	expires   time.Time // token expiry (pushed back after a failed renewal); zero when not renewable
 	replaceAt time.Time // jittered maximum age (pushed back after a failed replacement); zero: none
+	renewing  bool      // renewT fires for the token's expiry, not the maximum age
+	over      bool      // run has returned
+	// renewT fires when the conn is due for replacement (renewDelayOf);
+	// Reset by the slot after a failed replacement.
+	renewT *time.Timer
 
 	// Written by retireWith before closing retire; read after.
 	retireCode   websocket.StatusCode
@@ -135,15 +139,12 @@ type conn struct {
 // run is the conn's writer goroutine: it starts the reader, runs
 // writeLoop until the conn goes down or is retired, then closes the conn
 // and waits for the reader and any ping. It must be called once, in its
-// own goroutine counted in p.wg. The first loop to fail ends the other,
+// goroutine counted in p.wg (the slot's, see slot.serve). The first loop to fail ends the other,
 // as in an errgroup: the reader cancels ctx (which ends writeLoop) and
 // closes ws (which ends a blocked write); writeLoop's end closes ws (which
 // ends the reader). A retired conn is closed with a handshake rather than
 // by a ctx, so that the reader sees the relay's close frame.
 func (c *conn) run() {
-	defer close(c.done)
-	defer c.p.wg.Done()
-
 	// When the pool's Close runs out of time, a write blocked on a
 	// stalled socket must not keep it waiting.
 	stopAbort := context.AfterFunc(c.p.ctx, func() { _ = c.ws.CloseNow() })
@@ -208,7 +209,7 @@ func (c *conn) retireWith(code websocket.StatusCode, reason string) {
 }
 
 // stall takes the conn out of rotation because its peer stopped reading:
-// senders of queued messages retry elsewhere and the supervisor dials a
+// senders of queued messages retry elsewhere and the slot dials a
 // replacement. Safe to call more than once and from any goroutine.
 func (c *conn) stall(why string) {
 	c.stallOnce.Do(func() {
@@ -216,6 +217,7 @@ func (c *conn) stall(why string) {
 		close(c.stalled)
 		c.log.Warn("relay connection stalled: the listener is not reading; kept open to drain",
 			"why", why, "close_after", c.p.cfg.StallCloseAfter)
+		c.sl.stalled(c)
 	})
 }
 
@@ -268,14 +270,22 @@ func (c *conn) discard() error {
 // writeLoop is the only caller of ws.Write. It drains sendq until the conn
 // goes down, or, once retired or stalled, until what it holds is written
 // and acknowledged. Every PingInterval (plus jitter) it starts a ping
-// unless one is outstanding or unacknowledged bytes would delay it.
+// unless one is outstanding or unacknowledged bytes would delay it. It
+// also hands the slot the conn's events that no other goroutine waits
+// for: the conn is due for replacement (renewT), the pool is closing.
 func (c *conn) writeLoop() error {
 	pingT := time.NewTimer(c.p.pingDelay())
 	defer pingT.Stop()
+	stopping := c.p.stopping
 	for {
 		select {
 		case <-c.ctx.Done():
 			return context.Cause(c.ctx)
+		case <-stopping:
+			stopping = nil
+			c.p.retireConn(c, websocket.StatusNormalClosure, "gateway shutting down")
+		case <-c.renewT.C:
+			c.sl.renewDue(c)
 		case <-pingT.C:
 			pingT.Reset(c.p.pingDelay())
 			if n, _ := c.unsent(); n == 0 {
