@@ -201,9 +201,10 @@ type PoolStats struct {
 // Pool is the gateway's sender: Size long-lived connect WebSockets to one
 // Hybrid Connection, dialled in the background by NewPool and kept warm.
 // Each connection has one writer goroutine with a bounded queue and one
-// reader (and a pinger while a ping is outstanding); per slot, the writer
-// of the slot's connection (or a goroutine started to dial) redials with capped, jittered backoff
-// after a failure and replaces each connection before its token expires.
+// reader (and a pinger while a ping is outstanding). Per slot, the writer
+// of the slot's connection, or a goroutine started to dial, redials with
+// capped, jittered backoff after a failure and replaces each connection
+// before its token expires (see slot).
 // The relay picks a listener per connection, so spreading messages over
 // the connections spreads them over listeners.
 //
@@ -249,9 +250,9 @@ type Pool struct {
 	changed chan struct{} // closed and replaced on every readiness change
 }
 
-// NewPool validates cfg, starts one dialling goroutine per slot and returns at
-// once: the connections are dialled in the background (WaitReady waits for
-// the first). log and m may be nil. Close must be called to release the
+// NewPool validates cfg, starts one dialling goroutine per slot and
+// returns at once: the connections are dialled in the background
+// (WaitReady waits for the first). log and m may be nil. Close must be called to release the
 // connections.
 func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 	cfg, err := cfg.withDefaults()
@@ -905,10 +906,9 @@ func (p *Pool) connect(c *conn, bo *backoff, wait bool) bool {
 }
 
 // dialInto dials once for c; on success it publishes c, whose writer
-// (run) the caller then starts. The
-// dial runs in a goroutine of its own that exits with it: a dial grows its
-// stack to several KiB, which the caller, the conn's writer for hours
-// afterwards, would otherwise keep.
+// (run) the caller then becomes. The dial runs in a goroutine of its own
+// that exits with it: a dial grows its stack to several KiB, which the
+// caller, the conn's writer for hours afterwards, would otherwise keep.
 func (p *Pool) dialInto(c *conn) bool {
 	ok := make(chan bool, 1)
 	go func() { ok <- p.dial(c) }()
