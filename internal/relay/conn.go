@@ -30,7 +30,7 @@ const (
 // to a batch while it stays below this size.
 const maxCorkBytes = 64 << 10
 
-// lossRing is how many recent frame ends a conn remembers to count the
+// lossRing is how many frame ends a conn remembers, at most, to count the
 // frames a forced close may lose.
 const lossRing = 1024
 
@@ -53,25 +53,26 @@ var errRetired = errors.New("relay: connection retired")
 
 // conn is one pooled sender WebSocket and the two goroutines that own it:
 // readLoop (the only reader; discards what the listener sends and lets
-// Ping see pongs) and writeLoop (the only writer of data frames; drains
-// sendq, coalescing queued messages into one socket write, and schedules
-// keepalive pings, each in a short-lived goroutine that exists only while a
-// ping is outstanding). run starts them and returns after all have exited.
-// A conn is created by its slot's supervisor once per connection attempt;
+// Ping see pongs) and run, the writer (the only writer of data frames:
+// writeLoop drains sendq, coalescing queued messages into one socket
+// write, and schedules keepalive pings, each in a short-lived goroutine
+// that exists only while a ping is outstanding; then run tears the conn
+// down and returns after the reader and any ping have exited).
+// A conn is created by its slot (see slot) once per connection attempt;
 // gen numbers them per slot, so logs and eviction always name one specific
 // connection and never its replacement.
 //
 // A conn whose listener stops reading stalls: a write blocks, or the bytes
 // the relay has not acknowledged stop draining, for WriteTimeout. It then
 // takes no new messages, its queued senders retry elsewhere, its
-// supervisor dials a replacement, and it stays open so that what it
+// slot dials a replacement, and it stays open so that what it
 // already wrote is delivered when the listener resumes: it closes with
 // 1000 once the relay has acknowledged everything, or is closed after
 // StallCloseAfter, counting what may be lost.
 type conn struct {
 	// Static after construction.
 	p     *Pool
-	slot  int
+	sl    *slot
 	gen   uint64
 	log   *slog.Logger
 	sendq chan *outMsg
@@ -83,7 +84,6 @@ type conn struct {
 	// messages because its peer stopped reading.
 	stalled   chan struct{}
 	stallOnce sync.Once
-	done      chan struct{} // closed when run has returned
 
 	// Set by Pool.dialInto before run is started and before the conn is
 	// published; read-only afterwards.
@@ -96,9 +96,14 @@ type conn struct {
 	wtimer  *time.Timer // write overran WriteTimeout: stall
 	ktimer  *time.Timer // stalled write overran StallCloseAfter: close
 
-	// Owned by the slot's supervisor.
+	// Set before run starts, then guarded by sl.mu.
 	expires   time.Time // token expiry (pushed back after a failed renewal); zero when not renewable
 	replaceAt time.Time // jittered maximum age (pushed back after a failed replacement); zero: none
+	renewing  bool      // renewT fires for the token's expiry, not the maximum age
+	over      bool      // run has returned
+	// renewT fires when the conn is due for replacement (renewDelayOf);
+	// Reset by the slot after a failed replacement.
+	renewT *time.Timer
 
 	// Written by retireWith before closing retire; read after.
 	retireCode   websocket.StatusCode
@@ -106,9 +111,8 @@ type conn struct {
 
 	// Owned by the writer goroutine.
 	batch   []*outMsg
-	ends    []int // corked bytes after each batch message
-	frames  [lossRing]uint64
-	nframes uint64 // frames written; frames[i%lossRing] is the tap offset after frame i
+	ends    []int   // corked bytes after each batch message
+	frames  lossLog // where the frames the relay may not have acknowledged end
 	pollT   *time.Timer
 	bound   int    // unacknowledged bytes at the last SIOCOUTQ reading
 	boundAt uint64 // tap.written at that reading
@@ -121,42 +125,39 @@ type conn struct {
 	queued   atomic.Int64 // bytes in sendq
 	inflight atomic.Int64 // size of the message writeOne is writing
 
-	// loops counts readLoop, writeLoop and an outstanding ping; run waits
-	// for it. The writer adds the ping while it is itself counted.
+	// loops counts readLoop and an outstanding ping; run, the writer,
+	// waits for it after closing ws.
 	loops sync.WaitGroup
+	// readErr is why readLoop ended; written before loops.Done, read by
+	// run after loops.Wait.
+	readErr error
 
 	// Guarded by p.mu.
 	state ConnState
 }
 
-// run drives the connection until it goes down or is retired, then closes
-// it and waits for its goroutines. It must be called once, in its own
-// goroutine counted in p.wg. It works like an errgroup (the first loop to
-// return ends the others), except that the reader is stopped by closing
-// ws rather than by a ctx, so that a retired conn can finish its close
-// handshake.
+// run is the conn's writer goroutine: it starts the reader, runs
+// writeLoop until the conn goes down or is retired, then closes the conn
+// and waits for the reader and any ping. It must be called once, in its
+// goroutine counted in p.wg (the slot's, see slot.serve). The first loop to fail ends the other,
+// as in an errgroup: the reader cancels ctx (which ends writeLoop) and
+// closes ws (which ends a blocked write); writeLoop's end closes ws (which
+// ends the reader). A retired conn is closed with a handshake rather than
+// by a ctx, so that the reader sees the relay's close frame.
 func (c *conn) run() {
-	defer close(c.done)
-	defer c.p.wg.Done()
-
-	errc := make(chan error, 2)
-	wg := &c.loops
-	wg.Add(2)
-	go func() { defer wg.Done(); errc <- c.readLoop() }()
-	go func() { defer wg.Done(); errc <- c.writeLoop() }()
-
-	var err error
-	select {
-	case err = <-errc:
-	case <-c.ctx.Done():
-		err = context.Cause(c.ctx)
-	}
+	// When the pool's Close runs out of time, a write blocked on a
+	// stalled socket must not keep it waiting.
+	stopAbort := context.AfterFunc(c.p.ctx, func() { _ = c.ws.CloseNow() })
+	c.loops.Add(1)
+	go c.readLoop()
+	err := c.writeLoop()
+	stopAbort()
 	if c.timedOut.Load() && !errors.Is(err, errRetired) {
 		// The reader may have noticed the closed socket first.
 		err = fmt.Errorf("stalled write closed after %v: %w", c.p.cfg.StallCloseAfter, err)
 	}
 	// Stop taking messages first, so senders waiting on this conn retry
-	// elsewhere right away, then stop the writer and any ping.
+	// elsewhere right away, then stop any ping.
 	c.p.markDown(c)
 	c.cancel(err)
 	retired := errors.Is(err, errRetired)
@@ -167,18 +168,17 @@ func (c *conn) run() {
 	} else {
 		_ = c.ws.CloseNow()
 	}
-	wg.Wait()
+	c.loops.Wait()
 	c.wtimer.Stop()
 	c.ktimer.Stop()
-	close(errc)
+	c.closed(err, retired)
+}
 
-	// Any of the loops may have seen the relay's close frame first.
-	code := websocket.StatusCode(-1)
-	for e := range errc {
-		if s := websocket.CloseStatus(e); s != -1 && code == -1 {
-			code = s
-		}
-	}
+// closed logs and counts how the conn ended (err is why its writer
+// stopped) and takes it out of the pool's accounting.
+func (c *conn) closed(err error, retired bool) {
+	// Either loop may have seen the relay's close frame first.
+	code := websocket.CloseStatus(c.readErr)
 	if s := websocket.CloseStatus(err); s != -1 {
 		code = s
 	}
@@ -209,7 +209,7 @@ func (c *conn) retireWith(code websocket.StatusCode, reason string) {
 }
 
 // stall takes the conn out of rotation because its peer stopped reading:
-// senders of queued messages retry elsewhere and the supervisor dials a
+// senders of queued messages retry elsewhere and the slot dials a
 // replacement. Safe to call more than once and from any goroutine.
 func (c *conn) stall(why string) {
 	c.stallOnce.Do(func() {
@@ -217,6 +217,7 @@ func (c *conn) stall(why string) {
 		close(c.stalled)
 		c.log.Warn("relay connection stalled: the listener is not reading; kept open to drain",
 			"why", why, "close_after", c.p.cfg.StallCloseAfter)
+		c.sl.stalled(c)
 	})
 }
 
@@ -230,12 +231,27 @@ func (c *conn) isStalled() bool {
 	}
 }
 
-// readLoop is the conn's only reader. Pooled sender connections carry
-// messages one way, so whatever the listener sends is counted and
-// discarded; reading is still required for Ping to see pongs and for the
-// close handshake. It reads with wctx (no cancellation): closing ws is what
-// ends it.
-func (c *conn) readLoop() error {
+// readLoop is the conn's only reader, counted in loops. Pooled sender
+// connections carry messages one way, so whatever the listener sends is
+// counted and discarded; reading is still required for Ping to see pongs
+// and for the close handshake. It reads with wctx (no cancellation):
+// closing ws is what ends it. When reading fails before the writer has
+// begun the teardown, it tears the conn down in the same order as run:
+// out of rotation, ctx cancelled (ending writeLoop), ws closed (ending a
+// blocked write).
+func (c *conn) readLoop() {
+	defer c.loops.Done()
+	err := c.discard()
+	c.readErr = err
+	if c.ctx.Err() == nil {
+		c.p.markDown(c)
+		c.cancel(err)
+		_ = c.ws.CloseNow()
+	}
+}
+
+// discard reads and drops messages until reading fails.
+func (c *conn) discard() error {
 	for {
 		_, r, err := c.ws.Reader(c.wctx)
 		if err != nil {
@@ -254,19 +270,30 @@ func (c *conn) readLoop() error {
 // writeLoop is the only caller of ws.Write. It drains sendq until the conn
 // goes down, or, once retired or stalled, until what it holds is written
 // and acknowledged. Every PingInterval (plus jitter) it starts a ping
-// unless one is outstanding or unacknowledged bytes would delay it.
+// unless one is outstanding or unacknowledged bytes would delay it. It
+// also hands the slot the conn's events that no other goroutine waits
+// for: the conn is due for replacement (renewT), the pool is closing.
 func (c *conn) writeLoop() error {
 	pingT := time.NewTimer(c.p.pingDelay())
 	defer pingT.Stop()
+	stopping := c.p.stopping
 	for {
 		select {
 		case <-c.ctx.Done():
 			return context.Cause(c.ctx)
+		case <-stopping:
+			stopping = nil
+			c.p.retireConn(c, websocket.StatusNormalClosure, "gateway shutting down")
+		case <-c.renewT.C:
+			c.sl.renewDue(c)
 		case <-pingT.C:
 			pingT.Reset(c.p.pingDelay())
-			if n, _ := c.unsent(); n == 0 && c.pinging.CompareAndSwap(false, true) {
-				c.loops.Add(1)
-				go c.ping()
+			if n, _ := c.unsent(); n == 0 {
+				c.shed()
+				if c.pinging.CompareAndSwap(false, true) {
+					c.loops.Add(1)
+					go c.ping()
+				}
 			}
 		case om := <-c.sendq:
 			if c.isStalled() {
@@ -291,6 +318,22 @@ func (c *conn) writeLoop() error {
 				}
 			}
 		}
+	}
+}
+
+// idleBatch is the batch capacity a conn keeps while idle.
+const idleBatch = 16
+
+// shed releases what the writer grew under load, once the relay has
+// acknowledged every written byte: the loss log, a large cork buffer, long
+// batch slices. An idle conn then holds none of them.
+func (c *conn) shed() {
+	if c.tap != nil {
+		c.frames.acked(c.tap.written.Load())
+		c.tap.release()
+	}
+	if cap(c.batch) > idleBatch {
+		c.batch, c.ends = nil, nil
 	}
 }
 
@@ -375,12 +418,14 @@ func (c *conn) awaitRoom(size int) error {
 	}
 }
 
-// measure reads the unacknowledged bytes and remembers them as the bound.
+// measure reads the unacknowledged bytes and remembers them as the bound;
+// the frames they no longer include are forgotten.
 func (c *conn) measure() (int, bool) {
 	at := c.tap.written.Load()
 	n, ok := c.tap.unsent()
 	if ok {
 		c.bound, c.boundAt = n, at
+		c.frames.acked(at - uint64(n))
 	}
 	return n, ok
 }
@@ -424,17 +469,10 @@ func (c *conn) bounce(om *outMsg) {
 // unacknowledged bytes, plus partial bytes of a frame being written, and
 // counts the frames that may be lost.
 func (c *conn) forceClose(n int, partial int) error {
-	frames := 0
+	frames := partial
 	if c.tap != nil {
-		acked := c.tap.written.Load() - uint64(n)
-		for i := c.nframes; i > 0 && c.nframes-i < lossRing; i-- {
-			if c.frames[(i-1)%lossRing] <= acked {
-				break
-			}
-			frames++
-		}
+		frames += c.frames.unacked(c.tap.written.Load() - uint64(n))
 	}
-	frames += partial
 	c.p.lost(c, frames, n)
 	c.timedOut.Store(true)
 	return fmt.Errorf("stalled for %v with %d bytes unacknowledged", c.p.cfg.StallCloseAfter, n)
@@ -578,10 +616,12 @@ func (c *conn) answer(om *outMsg, err error) {
 	om.done <- err
 }
 
-// recordFrame remembers the tap offset at which a written frame ends.
+// recordFrame remembers the tap offset at which a written frame ends, if
+// the unacknowledged bytes can be read (forceClose needs them).
 func (c *conn) recordFrame(end uint64) {
-	c.frames[c.nframes%lossRing] = end
-	c.nframes++
+	if c.tap.outq != nil {
+		c.frames.record(end)
+	}
 }
 
 func (c *conn) armWrite() {
@@ -659,4 +699,69 @@ func (c *conn) wait(ctx context.Context, om *outMsg) (err error, owned bool) {
 	// at the latest); waiting for it keeps the promise that the pool does
 	// not hold Data after Send.
 	return <-om.done, true
+}
+
+// lossLog remembers where written frames end in the tap's byte stream
+// until the relay has acknowledged them, so that closing a stalled conn
+// can count the frames it may lose. It is a ring grown on demand (up to
+// lossRing entries) and released once every frame is acknowledged, so an
+// idle conn holds none. The count is exact while at most lossRing frames
+// are unacknowledged; beyond that, the oldest ends are forgotten and
+// counted as lost when the oldest remembered frame is unacknowledged: an
+// upper bound.
+type lossLog struct {
+	ring    []uint64 // len is a power of two; ring[(head+i)%len] is the i-th oldest end
+	head, n int
+	// forgot counts frames dropped from a full ring that were not known
+	// to be acknowledged.
+	forgot uint64
+}
+
+// record remembers a frame ending at end (offsets only grow).
+func (l *lossLog) record(end uint64) {
+	if l.n == len(l.ring) {
+		if len(l.ring) == lossRing {
+			l.head = (l.head + 1) % len(l.ring)
+			l.n--
+			l.forgot++
+		} else {
+			l.grow()
+		}
+	}
+	l.ring[(l.head+l.n)%len(l.ring)] = end
+	l.n++
+}
+
+func (l *lossLog) grow() {
+	ring := make([]uint64, max(8, 2*len(l.ring)))
+	for i := range l.n {
+		ring[i] = l.ring[(l.head+i)%len(l.ring)]
+	}
+	l.ring, l.head = ring, 0
+}
+
+// acked forgets the frames that end at or before offset, which the relay
+// has acknowledged, and releases the ring when none is left.
+func (l *lossLog) acked(offset uint64) {
+	for l.n > 0 && l.ring[l.head] <= offset {
+		l.head = (l.head + 1) % len(l.ring)
+		l.n--
+		l.forgot = 0 // older than an acknowledged frame: acknowledged too
+	}
+	if l.n == 0 {
+		*l = lossLog{}
+	}
+}
+
+// unacked counts the frames that end after offset, the relay's
+// acknowledged position (see lossLog for when it is an upper bound).
+func (l *lossLog) unacked(offset uint64) int {
+	k := 0
+	for i := l.n; i > 0 && l.ring[(l.head+i-1)%len(l.ring)] > offset; i-- {
+		k++
+	}
+	if k == l.n {
+		k += int(l.forgot)
+	}
+	return k
 }

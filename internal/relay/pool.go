@@ -200,9 +200,11 @@ type PoolStats struct {
 
 // Pool is the gateway's sender: Size long-lived connect WebSockets to one
 // Hybrid Connection, dialled in the background by NewPool and kept warm.
-// Each connection has one writer goroutine with a bounded queue, one reader
-// and a pinger; a supervisor per slot redials with capped, jittered backoff
-// after a failure and replaces each connection before its token expires.
+// Each connection has one writer goroutine with a bounded queue and one
+// reader (and a pinger while a ping is outstanding). Per slot, the writer
+// of the slot's connection, or a goroutine started to dial, redials with
+// capped, jittered backoff after a failure and replaces each connection
+// before its token expires (see slot).
 // The relay picks a listener per connection, so spreading messages over
 // the connections spreads them over listeners.
 //
@@ -248,9 +250,9 @@ type Pool struct {
 	changed chan struct{} // closed and replaced on every readiness change
 }
 
-// NewPool validates cfg, starts one supervisor per slot and returns at
-// once: the connections are dialled in the background (WaitReady waits for
-// the first). log and m may be nil. Close must be called to release the
+// NewPool validates cfg, starts one dialling goroutine per slot and
+// returns at once: the connections are dialled in the background
+// (WaitReady waits for the first). log and m may be nil. Close must be called to release the
 // connections.
 func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 	cfg, err := cfg.withDefaults()
@@ -295,7 +297,8 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 	p.healthy.Store(new([]*conn))
 	p.wg.Add(cfg.Size)
 	for i := range cfg.Size {
-		go p.supervise(i)
+		s := &slot{p: p, i: i, bo: newBackoff(p.cfg.Backoff), busy: true}
+		go s.serve(nil, false)
 	}
 	return p, nil
 }
@@ -652,84 +655,198 @@ func (p *Pool) Close(ctx context.Context) error {
 	return fmt.Errorf("relay: pool close: %w", ctx.Err())
 }
 
-// supervise keeps slot's connection up until Close: dial, run, replace
-// before the token expires, and redial with backoff after a failure.
-func (p *Pool) supervise(slot int) {
-	defer p.wg.Done()
-	bo := newBackoff(p.cfg.Backoff)
-	var gen uint64
-	newConn := func() *conn {
-		gen++
-		return &conn{
-			p:       p,
-			slot:    slot,
-			gen:     gen,
-			log:     p.log.With("slot", slot, "gen", gen),
-			sendq:   make(chan *outMsg, p.cfg.QueueSize),
-			retire:  make(chan struct{}),
-			stalled: make(chan struct{}),
-			done:    make(chan struct{}),
-		}
+// slot supervises one of the pool's connections until Close: it dials,
+// replaces the connection before its token expires or at its maximum age
+// (make-before-break), and redials with backoff after a failure. It has
+// no goroutine of its own, which an idle pool would pay a stack for per
+// connection: the goroutine that dialled the slot's connection goes on as
+// its writer (conn.run) and, when the connection ends, back to dialling
+// (serve); a replacement while the connection is still up (renewal, a
+// stall) is dialled by a goroutine started for it, which then becomes the
+// new connection's writer. busy makes one goroutine at a time act for the
+// slot: the others' events are ignored, and the busy one looks at the
+// current connection again when it is done.
+type slot struct {
+	p   *Pool
+	i   int
+	bo  *backoff // used by the busy goroutine only
+	gen uint64   // used by the busy goroutine only
+
+	mu   sync.Mutex
+	cur  *conn // the connection the slot keeps up; nil before the first
+	busy bool  // a goroutine is dialling for the slot
+}
+
+// newConn makes the slot's next connection (not yet dialled).
+func (s *slot) newConn() *conn {
+	s.gen++
+	return &conn{
+		p:       s.p,
+		sl:      s,
+		gen:     s.gen,
+		log:     s.p.log.With("slot", s.i, "gen", s.gen),
+		sendq:   make(chan *outMsg, s.p.cfg.QueueSize),
+		retire:  make(chan struct{}),
+		stalled: make(chan struct{}),
 	}
-	cur := newConn()
-	if !p.connect(cur, bo, false) {
-		return
-	}
+}
+
+// serve is a goroutine acting for the slot (busy), counted in p.wg. It
+// dials until a connection is up (waiting the backoff first when wait is
+// set), unless given c, already up; runs it as its writer; and when it
+// has ended, dials again if the slot is still its own. It returns when
+// the pool closes or another goroutine acts for the slot.
+func (s *slot) serve(c *conn, wait bool) {
+	defer s.p.wg.Done()
 	for {
-		renewT, renewing := p.renewTimer(cur)
-		select {
-		case <-cur.done:
-			if time.Since(cur.started) >= time.Second || cur.pongs.Load() > 0 {
-				bo.Reset() // it ran; its listener went away: redial at once
-			}
-			cur = newConn()
-			if !p.connect(cur, bo, true) {
-				renewT.Stop()
+		if c == nil {
+			c = s.newConn()
+			if !s.p.connect(c, s.bo, wait) {
 				return
 			}
-		case <-cur.stalled:
-			// cur drains (or is closed) on its own; replace it (at once,
-			// unless replacements keep stalling: then with backoff).
-			cur = newConn()
-			if !p.connect(cur, bo, true) {
-				renewT.Stop()
-				return
-			}
-		case <-renewT.C:
-			next := newConn()
-			renew := renewing
-			if renew {
-				next.expires = cur.expires // a token source must bring a later token
-			}
-			if p.dialInto(next) {
-				if renew {
-					p.renewals.Add(1)
-				}
-				p.retireConn(cur, websocket.StatusNormalClosure, "connection replaced")
-				cur = next
-				continue
-			}
-			// Keep the current connection (an established connection
-			// outlives its token) and try again soon.
-			p.move(next, StateNone)
-			cur.replaceAt = time.Now().Add(p.retryReplace())
-			if renew {
-				cur.expires = p.cfg.Now().Add(p.cfg.RenewBefore / 5).Add(p.cfg.RenewBefore)
-			}
-		case <-p.stopping:
-			renewT.Stop()
-			p.retireConn(cur, websocket.StatusNormalClosure, "gateway shutting down")
+			s.install(c)
+		}
+		c.run()
+		if !s.ended(c) {
 			return
 		}
-		renewT.Stop()
+		if time.Since(c.started) >= time.Second || c.pongs.Load() > 0 {
+			s.bo.Reset() // it ran; its listener went away: redial at once
+		}
+		c, wait = nil, true
+	}
+}
+
+// install makes c, dialled and ready, the slot's connection and arms its
+// replacement; the caller stops acting for the slot.
+func (s *slot) install(c *conn) {
+	t, renew := s.p.renewTimer(c)
+	s.mu.Lock()
+	c.renewT, c.renewing = t, renew
+	s.cur, s.busy = c, false
+	s.mu.Unlock()
+}
+
+// ended records that c's writer has returned and reports whether its
+// goroutine is to act for the slot next (dial a successor).
+func (s *slot) ended(c *conn) bool {
+	c.renewT.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.over = true
+	if s.cur != c || s.busy || s.p.isStopping() {
+		return false
+	}
+	s.busy = true
+	return true
+}
+
+// claim makes the caller act for the slot on behalf of c, its current
+// connection, and counts the goroutine the caller then starts in p.wg. It
+// fails when c is no longer current, has ended, another goroutine acts
+// for the slot or the pool is closing. It is called by c's own goroutines
+// (or its write timer while c's writer is blocked in a write), so c's
+// writer, itself counted, is still running: p.wg is above zero.
+func (s *slot) claim(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != c || s.busy || c.over || s.p.isStopping() {
+		return false
+	}
+	s.busy = true
+	s.p.wg.Add(1)
+	return true
+}
+
+// stalled replaces c, whose listener stopped reading; c drains (or is
+// closed) on its own. At once, unless replacements keep stalling: then
+// with backoff.
+func (s *slot) stalled(c *conn) {
+	if s.claim(c) {
+		go s.serve(nil, true)
+	}
+}
+
+// renewDue replaces c make-before-break: its token is about to expire
+// or it reached its maximum age. Called by c's writer when c.renewT fires.
+func (s *slot) renewDue(c *conn) {
+	if s.claim(c) {
+		go s.renew(c)
+	}
+}
+
+// renew dials c's replacement; on success it retires c and goes on as the
+// replacement's writer. On failure c is kept (an established connection
+// outlives its token) and tried again soon, unless c ended or stalled
+// meanwhile: then renew goes on dialling for the slot.
+func (s *slot) renew(c *conn) {
+	s.mu.Lock()
+	renew := c.renewing
+	s.mu.Unlock()
+	next := s.newConn()
+	if renew {
+		next.expires = c.expires // a token source must bring a later token
+	}
+	if s.p.dialInto(next) {
+		if renew {
+			s.p.renewals.Add(1)
+		}
+		s.install(next)
+		s.p.retireConn(c, websocket.StatusNormalClosure, "connection replaced")
+		s.serve(next, true)
+		return
+	}
+	s.p.move(next, StateNone)
+	s.mu.Lock()
+	if c.over || c.isStalled() {
+		s.mu.Unlock()
+		if c.over && (time.Since(c.started) >= time.Second || c.pongs.Load() > 0) {
+			s.bo.Reset()
+		}
+		s.serve(nil, true)
+		return
+	}
+	c.replaceAt = time.Now().Add(s.p.retryReplace())
+	if renew {
+		c.expires = s.p.cfg.Now().Add(s.p.cfg.RenewBefore / 5).Add(s.p.cfg.RenewBefore)
+	}
+	d, renew := s.p.renewDelayOf(c)
+	c.renewing = renew
+	s.busy = false
+	s.mu.Unlock()
+	if d >= 0 {
+		c.renewT.Reset(d)
+	}
+	s.p.wg.Done()
+}
+
+// isStopping reports whether Close has started.
+func (p *Pool) isStopping() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
 	}
 }
 
 // renewTimer fires when c is due for replacement: before its token
 // expires (renew is then true), or at its jittered maximum age. It never
-// fires when neither applies.
+// fires when neither applies (until Reset).
 func (p *Pool) renewTimer(c *conn) (t *time.Timer, renew bool) {
-	d := time.Duration(-1)
+	d, renew := p.renewDelayOf(c)
+	if d < 0 {
+		t = time.NewTimer(time.Hour)
+		t.Stop()
+		return t, false
+	}
+	return time.NewTimer(d), renew
+}
+
+// renewDelayOf is how long until c is due for replacement (renew: before
+// its token expires; else at its maximum age), or -1 when never.
+func (p *Pool) renewDelayOf(c *conn) (d time.Duration, renew bool) {
+	d = -1
 	if !c.expires.IsZero() {
 		d, renew = p.renewDelay(c), true
 	}
@@ -738,12 +855,7 @@ func (p *Pool) renewTimer(c *conn) (t *time.Timer, renew bool) {
 			d, renew = a, false
 		}
 	}
-	if d < 0 {
-		t = time.NewTimer(time.Hour)
-		t.Stop()
-		return t, false
-	}
-	return time.NewTimer(d), renew
+	return d, renew
 }
 
 // retryReplace is how long to wait after a failed make-before-break dial.
@@ -793,8 +905,18 @@ func (p *Pool) connect(c *conn, bo *backoff, wait bool) bool {
 	}
 }
 
-// dialInto dials once for c; on success it starts and publishes c.
+// dialInto dials once for c; on success it publishes c, whose writer
+// (run) the caller then becomes. The dial runs in a goroutine of its own
+// that exits with it: a dial grows its stack to several KiB, which the
+// caller, the conn's writer for hours afterwards, would otherwise keep.
 func (p *Pool) dialInto(c *conn) bool {
+	ok := make(chan bool, 1)
+	go func() { ok <- p.dial(c) }()
+	return <-ok
+}
+
+// dial is dialInto in the dialling goroutine.
+func (p *Pool) dial(c *conn) bool {
 	p.move(c, StateConnecting)
 	ctx, cancel := context.WithTimeout(p.dialCtx, p.cfg.DialTimeout)
 	defer cancel()
@@ -836,8 +958,6 @@ func (p *Pool) dialInto(c *conn) bool {
 	c.ktimer = time.AfterFunc(time.Hour, c.writeKilled)
 	c.ktimer.Stop()
 	c.tap = tap.conn
-	c.batch = make([]*outMsg, 0, 16)
-	c.ends = make([]int, 0, 16)
 	if a := p.ageDelay(); a > 0 {
 		c.replaceAt = c.started.Add(a)
 	}
@@ -845,8 +965,6 @@ func (p *Pool) dialInto(c *conn) bool {
 	// Publish before starting run: if run fails at once, markDown must
 	// find c ready to take it out of rotation again.
 	p.move(c, StateReady)
-	p.wg.Add(1)
-	go c.run()
 	c.log.Info("relay connection ready")
 	return true
 }

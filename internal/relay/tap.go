@@ -73,13 +73,32 @@ func (t *tapConn) flush() (int, error) {
 	}
 	n, err := t.Conn.Write(t.buf)
 	t.written.Add(uint64(n))
-	if cap(t.buf) > maxCorkBytes*4 {
+	if cap(t.buf) > maxCorkBuf {
 		t.buf = nil // a huge batch once; do not keep its buffer
 	} else {
 		t.buf = t.buf[:0]
 	}
 	return n, err
 }
+
+// maxCorkBuf is the largest cork buffer kept from one batch to the next:
+// a batch holds up to maxCorkBytes of messages plus their frame headers,
+// and append may have grown the buffer past that.
+const maxCorkBuf = 2 * maxCorkBytes
+
+// release drops the cork buffer if it grew past a small one, for an idle
+// connection not to keep the capacity of its largest batch; the next
+// batch grows a new one.
+func (t *tapConn) release() {
+	t.mu.Lock()
+	if !t.corked && cap(t.buf) > minCorkBuf {
+		t.buf = nil
+	}
+	t.mu.Unlock()
+}
+
+// minCorkBuf is the cork buffer an idle connection may keep.
+const minCorkBuf = 4 << 10
 
 // unsent reports the bytes written to the socket that the peer has not
 // acknowledged, and false when the platform cannot tell.
