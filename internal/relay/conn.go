@@ -330,7 +330,7 @@ const idleBatch = 16
 func (c *conn) shed() {
 	if c.tap != nil {
 		c.frames.acked(c.tap.written.Load())
-		c.tap.release()
+		c.tap.shrink(minCorkBuf)
 	}
 	if cap(c.batch) > idleBatch {
 		c.batch, c.ends = nil, nil
@@ -515,7 +515,7 @@ func (c *conn) writeBatch(om *outMsg) (carry *outMsg, err error) {
 	}
 	c.batch, c.ends = append(c.batch[:0], om), c.ends[:0]
 	base := c.tap.written.Load()
-	c.tap.cork()
+	c.tap.Cork()
 	size := 0
 	for {
 		if err := c.ws.Write(c.wctx, om.typ, om.data); err != nil {

@@ -98,8 +98,8 @@ func TestTapReleasesLargeCorkBuffer(t *testing.T) {
 			}
 		}
 	}()
-	tc := &tapConn{Conn: a}
-	tc.cork()
+	tc := newTapConn(a)
+	tc.Cork()
 	for range 16 {
 		tc.Write(make([]byte, 4<<10))
 	}
@@ -109,16 +109,16 @@ func TestTapReleasesLargeCorkBuffer(t *testing.T) {
 	if cap(tc.buf) < 64<<10 {
 		t.Fatalf("cork buffer of %d bytes after a 64 KiB batch; the test expects it kept until idle", cap(tc.buf))
 	}
-	tc.release()
+	tc.shrink(minCorkBuf)
 	if tc.buf != nil {
 		t.Errorf("cork buffer of %d bytes kept after release", cap(tc.buf))
 	}
-	tc.cork()
+	tc.Cork()
 	tc.Write([]byte("small"))
 	if n, err := tc.flush(); n != 5 || err != nil {
 		t.Errorf("flush after release: %d, %v", n, err)
 	}
-	tc.release()
+	tc.shrink(minCorkBuf)
 	if tc.buf == nil {
 		t.Error("a small cork buffer was released; it is kept")
 	}

@@ -53,17 +53,52 @@ func (c *CorkConn) Cork() {
 func (c *CorkConn) Uncork(deadline time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.corked = false
 	if len(c.buf) == 0 {
+		c.corked = false
 		return nil
 	}
 	c.Conn.SetWriteDeadline(deadline)
-	_, err := c.Conn.Write(c.buf)
+	_, err := c.flushLocked()
 	c.Conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// flush is Uncork without a deadline (the caller bounds the write its own
+// way); it returns how many gathered bytes the write took.
+func (c *CorkConn) flush() (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *CorkConn) flushLocked() (int, error) {
+	c.corked = false
+	if len(c.buf) == 0 {
+		return 0, nil
+	}
+	n, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > maxCorkBuffer {
 		c.buf = nil // a huge batch once; do not keep its buffer
 	} else {
 		c.buf = c.buf[:0]
 	}
-	return err
+	return n, err
+}
+
+// pending is the number of gathered bytes.
+func (c *CorkConn) pending() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.buf)
+}
+
+// shrink drops the gathering buffer if it is not in use and grew past
+// keep bytes, for an idle connection not to hold the capacity of its
+// largest batch; the next batch grows a new one.
+func (c *CorkConn) shrink(keep int) {
+	c.wmu.Lock()
+	if !c.corked && cap(c.buf) > keep {
+		c.buf = nil
+	}
+	c.wmu.Unlock()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 )
 
@@ -19,82 +18,34 @@ import (
 //     (SIOCOUTQ on Linux), to cap them and to notice a peer that stopped
 //     reading.
 //
-// coder/websocket serialises its own writes (data frames, pings, the close
-// frame), but cork and flush come from the pool's writer outside that lock,
-// so mu guards the buffer.
+// The corking is CorkConn's, over a countingConn that counts what the
+// kernel accepted.
 type tapConn struct {
-	net.Conn
+	CorkConn
 	// outq reads SIOCOUTQ; nil when the dialler did not return a
 	// *net.TCPConn or the platform cannot tell. Only the writer calls it.
 	outq *outqReader
 
-	mu     sync.Mutex
-	corked bool
-	buf    []byte // corked bytes; reused
-
 	written atomic.Uint64 // bytes accepted by the kernel since the dial
 }
 
-// Write implements net.Conn: buffered while corked, else written through.
-func (t *tapConn) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.corked {
-		t.buf = append(t.buf, p...)
-		return len(p), nil
-	}
-	n, err := t.Conn.Write(p)
-	t.written.Add(uint64(n))
+// newTapConn wraps nc.
+func newTapConn(nc net.Conn) *tapConn {
+	t := &tapConn{}
+	t.Conn = countingConn{Conn: nc, n: &t.written}
+	return t
+}
+
+// countingConn adds the bytes each write hands to the kernel to n.
+type countingConn struct {
+	net.Conn
+	n *atomic.Uint64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.Add(uint64(n))
 	return n, err
-}
-
-// cork starts buffering writes.
-func (t *tapConn) cork() {
-	t.mu.Lock()
-	t.corked = true
-	t.mu.Unlock()
-}
-
-// pending is the number of corked bytes.
-func (t *tapConn) pending() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.buf)
-}
-
-// flush writes the corked bytes with one write, stops buffering and
-// returns how many of them the kernel accepted.
-func (t *tapConn) flush() (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.corked = false
-	if len(t.buf) == 0 {
-		return 0, nil
-	}
-	n, err := t.Conn.Write(t.buf)
-	t.written.Add(uint64(n))
-	if cap(t.buf) > maxCorkBuf {
-		t.buf = nil // a huge batch once; do not keep its buffer
-	} else {
-		t.buf = t.buf[:0]
-	}
-	return n, err
-}
-
-// maxCorkBuf is the largest cork buffer kept from one batch to the next:
-// a batch holds up to maxCorkBytes of messages plus their frame headers,
-// and append may have grown the buffer past that.
-const maxCorkBuf = 2 * maxCorkBytes
-
-// release drops the cork buffer if it grew past a small one, for an idle
-// connection not to keep the capacity of its largest batch; the next
-// batch grows a new one.
-func (t *tapConn) release() {
-	t.mu.Lock()
-	if !t.corked && cap(t.buf) > minCorkBuf {
-		t.buf = nil
-	}
-	t.mu.Unlock()
 }
 
 // minCorkBuf is the cork buffer an idle connection may keep.
@@ -145,7 +96,7 @@ func tappedClient(c *http.Client) (_ *http.Client, ok bool) {
 		if slot == nil {
 			return nc, nil
 		}
-		t := &tapConn{Conn: nc}
+		t := newTapConn(nc)
 		if tc, isTCP := nc.(*net.TCPConn); isTCP {
 			t.outq = newOutqReader(tc)
 			if slot.sendBuffer > 0 {
