@@ -21,6 +21,15 @@ func methodLabel(m string) string {
 	return "OTHER"
 }
 
+// statusKey is code if statusLabel keeps it, else 0 (also "other"), so
+// that cached series stay a bounded set.
+func statusKey(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code
+}
+
 // statusLabel returns the status code as a label: a three-digit code from
 // 100 to 599, else "other".
 func statusLabel(code int) string {
