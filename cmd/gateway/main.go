@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	memlimit.Apply(mem, log)
+	if gateway.TuneGC(os.Getenv("GOGC"), mem.Limit) {
+		log.Info("garbage collector", "gogc", gateway.GCPercent, "why", "GOGC unset and a memory limit applies")
+	}
 	tp, err := tracing.New(ctx, "relaygate-gateway", os.Getenv)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

@@ -100,8 +100,16 @@ func (s *jsonScanner) value() ([]byte, error) {
 		case depth == 0 && s.i > start && (c == ',' || c == '}' || c == ']' || isSpace(c)):
 			return s.valid(start) // the end of a number or literal
 		case c == '"':
-			if _, _, err := s.str(); err != nil {
+			at := s.i
+			_, escaped, err := s.str()
+			if err != nil {
 				return nil, err
+			}
+			if at == start && !escaped {
+				// The value is this string, and str found its closing quote
+				// and no control character: without escapes that is all
+				// json.Valid would check.
+				return s.b[start:s.i], nil
 			}
 			if depth == 0 {
 				return s.valid(start)

@@ -52,6 +52,9 @@ type newConns struct {
 
 // track is the ConnState hook.
 func (n *newConns) track(c net.Conn, s http.ConnState) {
+	if s == http.StateIdle {
+		return // only after StateActive, which removed c: skip the lock once per request
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if s == http.StateNew {

@@ -6,19 +6,23 @@ import "strconv"
 // so no client can add series: /metrics would otherwise grow with every
 // invented method (issue 12, item 1).
 
-// knownMethods are the HTTP methods kept as label values; any other method
-// is "OTHER".
-var knownMethods = map[string]string{
-	"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH",
-	"DELETE": "DELETE", "OPTIONS": "OPTIONS", "CONNECT": "CONNECT", "TRACE": "TRACE",
-}
-
-// methodLabel returns m if it is a standard method, else "OTHER".
+// methodLabel returns m if it is a standard method, else "OTHER". A
+// switch, not a map: it runs for every request.
 func methodLabel(m string) string {
-	if l, ok := knownMethods[m]; ok {
-		return l
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return m
 	}
 	return "OTHER"
+}
+
+// statusKey is code if statusLabel keeps it, else 0 (also "other"), so
+// that cached series stay a bounded set.
+func statusKey(code int) int {
+	if code < 100 || code > 599 {
+		return 0
+	}
+	return code
 }
 
 // statusLabel returns the status code as a label: a three-digit code from

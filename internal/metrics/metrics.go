@@ -34,7 +34,28 @@ type Gateway struct {
 	rejected  *prometheus.CounterVec
 	lost      prometheus.Counter
 	lostBytes prometheus.Counter
+
+	// The children of requests, latency, relayed and relayedB, by label
+	// values, resolved on first use.
+	reqSeries     seriesCache[requestKey, requestSeries]
+	relayedSeries seriesCache[relayedKey, relayedSeries]
 }
+
+// requestKey is the label values of one request series; method and status
+// are already bounded (methodLabel, statusKey).
+type requestKey struct {
+	route, method string
+	status        int
+}
+
+type requestSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+type relayedKey struct{ frame, delivery string }
+
+type relayedSeries struct{ count, bytes prometheus.Counter }
 
 // New registers the gateway's collectors (plus the Go and process
 // collectors) on a fresh registry.
@@ -105,9 +126,16 @@ func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
 // (the router's patterns or "unmatched"); method and status are bounded
 // here (unknown methods count as "OTHER").
 func (g *Gateway) ObserveRequest(route, method string, status int, d time.Duration) {
-	method = methodLabel(method)
-	g.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
-	g.latency.WithLabelValues(route, method).Observe(d.Seconds())
+	k := requestKey{route: route, method: methodLabel(method), status: statusKey(status)}
+	s, ok := g.reqSeries.load(k)
+	if !ok {
+		s = g.reqSeries.store(k, requestSeries{
+			count:   g.requests.WithLabelValues(k.route, k.method, statusLabel(k.status)),
+			latency: g.latency.WithLabelValues(k.route, k.method),
+		})
+	}
+	s.count.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // Problem implements api.Metrics.
@@ -115,8 +143,16 @@ func (g *Gateway) Problem(code string) { g.problems.WithLabelValues(code).Inc() 
 
 // Relayed implements api.Metrics.
 func (g *Gateway) Relayed(frame, delivery string, n int) {
-	g.relayed.WithLabelValues(frame, delivery).Inc()
-	g.relayedB.WithLabelValues(frame, delivery).Add(float64(n))
+	k := relayedKey{frame: frame, delivery: delivery}
+	s, ok := g.relayedSeries.load(k)
+	if !ok {
+		s = g.relayedSeries.store(k, relayedSeries{
+			count: g.relayed.WithLabelValues(frame, delivery),
+			bytes: g.relayedB.WithLabelValues(frame, delivery),
+		})
+	}
+	s.count.Inc()
+	s.bytes.Add(float64(n))
 }
 
 // ConnStateChanged implements relay.Metrics.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,5 +58,51 @@ func TestMessageSentDoesNotAllocate(t *testing.T) {
 	g := metrics.New()
 	if n := testing.AllocsPerRun(100, func() { g.MessageSent(10) }); n != 0 {
 		t.Errorf("MessageSent allocates %v times", n)
+	}
+}
+
+func TestRequestPathDoesNotAllocate(t *testing.T) {
+	g := metrics.New()
+	g.ObserveRequest("/messages", "POST", 202, time.Millisecond) // resolves the series
+	g.Relayed("text", "send", 10)
+	if n := testing.AllocsPerRun(100, func() {
+		g.ObserveRequest("/messages", "POST", 202, time.Millisecond)
+		g.Relayed("text", "send", 10)
+	}); n != 0 {
+		t.Errorf("ObserveRequest and Relayed allocate %v times", n)
+	}
+}
+
+// TestCachedSeriesConcurrent records the same and different series from
+// several goroutines (for -race) and checks every observation is counted
+// once, on the series its labels name.
+func TestCachedSeriesConcurrent(t *testing.T) {
+	t.Parallel()
+	g := metrics.New()
+	const workers, each = 4, 50
+	statuses := []int{200, 202, 400, 503, 42}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range each {
+				g.ObserveRequest("/messages", "POST", statuses[i%len(statuses)], time.Millisecond)
+				g.Relayed("text", "send", 1)
+			}
+		})
+	}
+	wg.Wait()
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`relaygate_http_requests_total{method="POST",route="/messages",status="202"} 40`,
+		`relaygate_http_requests_total{method="POST",route="/messages",status="other"} 40`,
+		`relaygate_http_request_duration_seconds_count{method="POST",route="/messages"} 200`,
+		`relaygate_messages_relayed_total{delivery="send",frame="text"} 200`,
+		`relaygate_message_bytes_relayed_total{delivery="send",frame="text"} 200`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
 	}
 }
