@@ -39,6 +39,7 @@ const (
 	procRequest   = "request"
 	procBatch     = "batch"
 	procOpen      = "open"
+	procBareOpen  = "bare-open"
 )
 
 // ProcRow is one front end under one load.
@@ -122,6 +123,16 @@ func (r *runner) runProcesses(ctx context.Context, bin string) (*Processes, erro
 		row := r.procMeasureWindow(ctx, procOpen, fmt.Sprintf("gateway (info), open loop at %.0f%% of its maximum", 100*r.opts.OpenFraction), info, op, r.opts.OpenWindow)
 		row.Offered = op.Rate
 		ps.add(row)
+		// The floor of that latency on this machine: the bare server at
+		// the same offered rate, with the same load generator.
+		if bare, stopBare, err := startBare(ctx, r.opts.ChildBin); err == nil {
+			bo := op
+			bo.URL = bare.url + "/messages"
+			brow := r.procMeasureWindow(ctx, procBareOpen, "bare net/http server, open loop at the same rate", bare, bo, r.opts.OpenWindow)
+			brow.Offered = op.Rate
+			ps.add(brow)
+			stopBare()
+		}
 	}
 	return ps, nil
 }

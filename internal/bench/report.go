@@ -186,6 +186,9 @@ func (ps *Processes) targets() []Target {
 	if o := ps.row(procOpen); o != nil && info != nil {
 		t5.Measured = fmt.Sprintf("p99 %s at %.0f/s offered, half of %.0f/s (p50 %s)", fmtDur(o.P99), o.Offered, info.Messages, fmtDur(o.P50))
 		t5.Met, t5.Known = o.P99 <= 2*time.Millisecond && o.Errors == 0, true
+		if b := ps.row(procBareOpen); b != nil {
+			t5.Measured += fmt.Sprintf("; the bare net/http server at the same rate and load generator: p99 %s (p50 %s)", fmtDur(b.P99), fmtDur(b.P50))
+		}
 	}
 	return []Target{t1, t2, t3, t4, t5}
 }
