@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/relay"
 )
 
 // post is a send of n body bytes.
@@ -170,4 +173,42 @@ func TestShedLogSumsUpOncePerSecond(t *testing.T) {
 			t.Fatalf("want two lines, refused=1 then refused=1000 (999 held back + 1); got:\n%s", buf.String())
 		}
 	})
+}
+
+// errRelayer fails every send with err (nil: accepts it).
+type errRelayer struct{ err error }
+
+func (r errRelayer) Send(context.Context, relay.Message) error { return r.err }
+
+// TestAdmissionCountsOnlySentBytes sends through the handlers: only
+// messages that went out count towards the rate (a send refused by the
+// relay is fast but relays nothing), for POST /messages and a batch.
+func TestAdmissionCountsOnlySentBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		err         error
+		path, ctype string
+		body        string
+		wantSent    bool
+	}{
+		{"sent", nil, "/messages", "application/json", `{"message":"hi"}`, true},
+		{"refused", relay.ErrOverloaded, "/messages", "application/json", `{"message":"hi"}`, false},
+		{"batch sent", nil, "/messages:batch", "application/json", `{"messages":[{"message":"hi"}]}`, true},
+		{"batch refused", relay.ErrOverloaded, "/messages:batch", "application/json", `{"messages":[{"message":"hi"}]}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Config{MaxWait: time.Second}, errRelayer{tc.err}, nil, slog.New(slog.DiscardHandler), nil)
+			r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body))
+			r.Host = "localhost"
+			r.Header.Set("Content-Type", tc.ctype)
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, r)
+			if got := s.admission.sent.Load() > 0; got != tc.wantSent {
+				t.Errorf("status %d: bytes counted as sent: %v, want %v", w.Code, got, tc.wantSent)
+			}
+			if n := s.admission.inflight.Load(); n != 0 {
+				t.Errorf("%d bytes still in flight after the request", n)
+			}
+		})
+	}
 }

@@ -59,11 +59,11 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) (err error) 
 		return err
 	}
 	if delivery == deliverySend {
-		ad, err := s.admission.admit(r, s.cfg.MaxBodyBytes)
-		if err != nil {
-			return shed(w, r, err)
+		ad, aerr := s.admission.admit(r, s.cfg.MaxBodyBytes)
+		if aerr != nil {
+			return shed(w, r, aerr)
 		}
-		defer func() { s.admission.done(ad, err == nil) }()
+		defer func() { s.admission.done(ad, err == nil) }() // err: the named result
 	}
 	kind, err := bodyKindOf(r)
 	if err != nil {
