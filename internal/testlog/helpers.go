@@ -83,3 +83,35 @@ func Setenv(tb testing.TB, env map[string]string, prefixes ...string) {
 		tb.Setenv(k, v)
 	}
 }
+
+// Scramble returns s with every ASCII letter and digit replaced by the
+// next one of its kind (z→a, 9→0), other bytes kept: a secret of the same
+// length and shape that shares no letter or digit position with s.
+func Scramble(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = 'a' + (c-'a'+1)%26
+		case c >= 'A' && c <= 'Z':
+			b[i] = 'A' + (c-'A'+1)%26
+		case c >= '0' && c <= '9':
+			b[i] = '0' + (c-'0'+1)%10
+		}
+	}
+	return string(b)
+}
+
+// Echoes reports whether a text derived from an input holding secret
+// carries the secret because of the secret: with holds the text made from
+// the input, without the text made from the same input with the secret
+// replaced by Scramble(secret). A secret that only coincides with other
+// text (a field name, a constant in an error, another field's value) is
+// in both, and is not counted. A secret Scramble cannot change (no letter
+// or digit) proves nothing either way: false.
+func Echoes(secret, with, without string) bool {
+	if Scramble(secret) == secret {
+		return false
+	}
+	return strings.Contains(with, secret) && !strings.Contains(without, secret)
+}
