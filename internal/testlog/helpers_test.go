@@ -95,3 +95,25 @@ func TestSetenvClearsPrefixesAndSets(t *testing.T) {
 		t.Errorf("TESTLOGXOTHER: got %q, want kept (no _ after the prefix)", got)
 	}
 }
+
+func TestScrambleAndEchoes(t *testing.T) {
+	if got := testlog.Scramble("az-AZ_09+/="); got != "ba-BA_10+/=" {
+		t.Errorf("Scramble = %q", got)
+	}
+	key := "8h3Zs0Xr"
+	for _, tc := range []struct {
+		with, without string
+		want          bool
+	}{
+		{"bad key " + key, "bad key " + testlog.Scramble(key), true},            // the key itself
+		{"name " + key + "4bY5 invalid", "name " + key + "4bY5 invalid", false}, // part of another field
+		{"no key here", "no key here", false},                                   // absent
+	} {
+		if got := testlog.Echoes(key, tc.with, tc.without); got != tc.want {
+			t.Errorf("Echoes(%q, %q, %q) = %v, want %v", key, tc.with, tc.without, got, tc.want)
+		}
+	}
+	if testlog.Echoes("++++////", "++++////", "") {
+		t.Error("a secret Scramble cannot change proves nothing")
+	}
+}
