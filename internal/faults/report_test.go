@@ -115,8 +115,9 @@ outcome is unknown).
   wait they imply (those bytes ÷ the rate the gateway has recently relayed at, per second of busy time)
   exceeds ` + "`GATEWAY_MAX_WAIT`" + ` (500 ms), so a slow relay or listener lets fewer bytes in; a body over 16 KiB
   is then left unread and its connection closed. Behind that, a connection's queue full by count
-  (` + "`GATEWAY_QUEUE_SIZE`" + `) or by bytes (` + "`GATEWAY_MAX_QUEUED_BYTES`" + `, 1 MiB) is a 503 overloaded too.
-  ` + "`/healthz`" + ` and ` + "`/readyz`" + ` stay fast.
+  (` + "`GATEWAY_QUEUE_SIZE`" + `) or by bytes (` + "`GATEWAY_MAX_QUEUED_BYTES`" + `, 1 MiB) is a 503 overloaded too, and a message
+  still unwritten after ` + "`GATEWAY_MAX_QUEUE_WAIT`" + ` (1 s) in a queue is withdrawn with 503 overloaded (never written,
+  safe to retry). ` + "`/healthz`" + ` and ` + "`/readyz`" + ` stay fast.
 `
 
 const reportFoot = `Columns: requests the load generator made; 202 answers; 503 overloaded; other 503/504 (not sent);

@@ -154,6 +154,7 @@ func (g *Gateway) newPool() (*relay.Pool, error) {
 		StallCloseAfter: cfg.StallCloseAfter,
 		MaxUnsentBytes:  cfg.MaxUnsentBytes,
 		MaxQueuedBytes:  cfg.MaxQueuedBytes,
+		MaxQueueWait:    cfg.MaxQueueWait,
 		MaxConnAge:      cfg.MaxConnAge,
 		RetryWait:       cfg.SendTimeout, // a request waits for a listener as long as it may
 		HTTPClient:      g.client,

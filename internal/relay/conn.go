@@ -45,6 +45,33 @@ type outMsg struct {
 	// the sender retries elsewhere) or ErrPartialWrite. Buffer 1: the
 	// writer never blocks on it, whether or not the sender still waits.
 	done chan error
+	// qt is the MaxQueueWait timer of the Send that owns om, made once
+	// and reused with om.
+	qt *time.Timer
+}
+
+// errQueueWait: the message waited MaxQueueWait in a queue unwritten.
+var errQueueWait = errors.New("relay: message waited too long in a connection's queue")
+
+// queueTimer arms om's MaxQueueWait timer and returns its channel; nil
+// (never ready) when d is 0.
+func (om *outMsg) queueTimer(d time.Duration) <-chan time.Time {
+	if d <= 0 {
+		return nil
+	}
+	if om.qt == nil {
+		om.qt = time.NewTimer(d)
+	} else {
+		om.qt.Reset(d)
+	}
+	return om.qt.C
+}
+
+// stopQueueTimer stops the timer queueTimer armed, if any.
+func (om *outMsg) stopQueueTimer() {
+	if om.qt != nil {
+		om.qt.Stop()
+	}
 }
 
 // errRetired ends a conn that was replaced (token renewal, age, a stall)
@@ -679,21 +706,26 @@ func (c *conn) ping() {
 // (false when om was abandoned in the queue; the writer or the garbage
 // collector then disposes of it).
 func (c *conn) wait(ctx context.Context, om *outMsg) (err error, owned bool) {
+	expired := om.queueTimer(c.p.cfg.MaxQueueWait)
+	var withdrawn error // what Send learns if om is withdrawn unwritten
 	select {
 	case err = <-om.done:
+		om.stopQueueTimer()
 		return err, true
 	case <-ctx.Done():
-		if om.state.CompareAndSwap(msgQueued, msgAbandoned) {
-			return ctx.Err(), false
-		}
+		withdrawn = ctx.Err()
 	case <-c.ctx.Done():
-		if om.state.CompareAndSwap(msgQueued, msgAbandoned) {
-			return ErrConnLost, false
-		}
+		withdrawn = ErrConnLost
 	case <-c.stalled:
-		if om.state.CompareAndSwap(msgQueued, msgAbandoned) {
-			return ErrConnLost, false
-		}
+		withdrawn = ErrConnLost
+	case <-expired:
+		withdrawn = errQueueWait
+	}
+	// Stop the timer while om is still ours: once withdrawn, the writer
+	// may recycle it for another Send.
+	om.stopQueueTimer()
+	if om.state.CompareAndSwap(msgQueued, msgAbandoned) {
+		return withdrawn, false
 	}
 	// The writer took om and answers once the write ends (StallCloseAfter
 	// at the latest); waiting for it keeps the promise that the pool does

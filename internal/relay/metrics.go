@@ -78,8 +78,9 @@ type Metrics interface {
 	MessageSent(bytes int)
 	// Rejected reports a Send that did not send, by reason: "queue_full",
 	// "unavailable", "unauthorized", "forbidden", "closed", "too_large",
-	// "invalid_type", "canceled", "deadline", "partial_write" (the frame
-	// was partly written: the message may have been delivered).
+	// "invalid_type", "canceled", "deadline", "queue_wait" (waited
+	// MaxQueueWait unwritten), "partial_write" (the frame was partly
+	// written: the message may have been delivered).
 	Rejected(reason string)
 }
 

@@ -74,6 +74,12 @@ type PoolConfig struct {
 	// (default 1 MiB); with QueueSize it bounds the wait of an accepted
 	// message. A message that fits no queue gets ErrOverloaded at once.
 	MaxQueuedBytes int64
+	// MaxQueueWait, when set, is the longest a message may wait in a
+	// connection's queue before the writer takes it: then Send withdraws
+	// it and returns ErrOverloaded (never written, safe to retry), so that
+	// a connection whose writes have slowed down cannot hold an accepted
+	// message for long. 0: no limit (the Send context still applies).
+	MaxQueueWait time.Duration
 	// MaxConnAge, when set, replaces each connection after this age,
 	// jittered by ±20%, make-before-break, so that listeners that joined
 	// later get a share of the connections. 0 keeps connections until
@@ -142,6 +148,7 @@ func (cfg PoolConfig) withDefaults() (PoolConfig, error) {
 		{"MaxUnsentBytes", cfg.MaxUnsentBytes, defaultMaxUnsentBytes, func(v int64) { cfg.MaxUnsentBytes = v }},
 		{"MaxQueuedBytes", cfg.MaxQueuedBytes, defaultMaxQueuedBytes, func(v int64) { cfg.MaxQueuedBytes = v }},
 		{"MaxConnAge", int64(cfg.MaxConnAge), 0, func(v int64) { cfg.MaxConnAge = time.Duration(v) }},
+		{"MaxQueueWait", int64(cfg.MaxQueueWait), 0, func(v int64) { cfg.MaxQueueWait = time.Duration(v) }},
 		{"RetryWait", int64(cfg.RetryWait), 0, func(v int64) { cfg.RetryWait = time.Duration(v) }},
 	} {
 		switch {
@@ -370,6 +377,9 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 			case err == ErrPartialWrite:
 				p.m.Rejected("partial_write")
 				return err
+			case err == errQueueWait:
+				p.m.Rejected("queue_wait")
+				return ErrOverloaded
 			case err != nil:
 				return p.ctxErr(ctx)
 			}

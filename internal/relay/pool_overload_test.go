@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -222,4 +223,83 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 		}
 	}
 	m.mu.Unlock()
+}
+
+// TestPoolMaxQueueWait: behind a write that does not finish (the listener
+// does not read), queued messages are withdrawn after MaxQueueWait with
+// ErrOverloaded and never written; the listener, once it reads, gets
+// exactly the messages whose Send returned nil.
+func TestPoolMaxQueueWait(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	gate := make(chan struct{})
+	pl := startPoolListener(t, emu, "hc1", gate)
+	m := newPoolMetrics()
+	p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) {
+		c.Size, c.QueueSize, c.MaxQueuedBytes = 1, 1024, 1<<30
+		c.MaxQueueWait = 200 * time.Millisecond
+		// The stalled listener must not get the connection evicted.
+		c.WriteTimeout, c.PingInterval = 30*time.Second, time.Minute
+	}, m)
+	waitAllReady(t, p)
+
+	// 1 MiB messages from concurrent senders, in groups of 8, until one
+	// is withdrawn: by then the relay's buffers are full and the writer
+	// is blocked in a write.
+	type result struct {
+		id  int
+		err error
+	}
+	results := make(chan result, 256)
+	launched, returned, withdrawn := 0, 0, 0
+	sent := map[int]bool{}
+	collect := func(r result) {
+		returned++
+		switch {
+		case r.err == nil:
+			sent[r.id] = true
+		case errors.Is(r.err, relay.ErrOverloaded):
+			withdrawn++
+		default:
+			t.Fatalf("Send %d: %v", r.id, r.err)
+		}
+	}
+	for withdrawn == 0 {
+		if launched == cap(results) {
+			t.Fatalf("no message was withdrawn after %d Sends", launched)
+		}
+		for range 8 {
+			id := launched
+			launched++
+			go func() { results <- result{id, p.Send(t.Context(), seqMessage(2*id+1, 1<<20))} }()
+		}
+		waitFor(t, "a Send to return", func() bool { return len(results) > 0 })
+		for len(results) > 0 {
+			collect(<-results)
+		}
+	}
+	// The rest return too: withdrawn after MaxQueueWait, or written
+	// once the listener reads.
+	close(gate)
+	for returned < launched {
+		collect(<-results)
+	}
+	for _, r := range pl.collect(t, len(sent)) {
+		var n int
+		fmt.Sscanf(string(r.data[:6]), "%06d", &n)
+		if !sent[(n-1)/2] {
+			t.Errorf("message %d was delivered, but its Send did not return nil", (n-1)/2)
+		}
+	}
+	// Nothing else arrives (one connection keeps the order): every other
+	// message was withdrawn unwritten.
+	after := relay.Message{ID: "after", Type: relay.MessageText, Data: []byte("after")}
+	sendUntilOK(t, p, after)
+	if got := pl.collect(t, 1); !bytes.Equal(got[0].data, after.Data) {
+		t.Errorf("after %d sent messages the listener got a %d-byte message, want %q: a withdrawn message was written", len(sent), len(got[0].data), after.Data)
+	}
+	if n := m.get(func(m *poolMetrics) int { return m.rejected["queue_wait"] }); n != withdrawn {
+		t.Errorf("%d rejections counted as queue_wait, want %d", n, withdrawn)
+	}
+	t.Logf("%d Sends: %d sent, %d withdrawn after MaxQueueWait", launched, len(sent), withdrawn)
 }
