@@ -49,6 +49,17 @@ const (
 	rateWeight   = 0.3 // weight of a new sample in the smoothed rate
 )
 
+// admit admits r's send, or refuses it with 503 overloaded before its body
+// is read (see admission and shed). The send must end with
+// s.admission.done.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (admitted, error) {
+	ad, err := s.admission.admit(r, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return ad, shed(w, r, err)
+	}
+	return ad, nil
+}
+
 // shedKeepAliveMax is the largest unread body a refused send leaves for
 // net/http to read and discard (keeping the connection); a larger one is
 // not read at all, and the connection is closed after the answer.

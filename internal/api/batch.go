@@ -42,9 +42,9 @@ type batchResponse struct {
 // to each. After the first failure the rest are not sent (so the listener
 // never sees a gap in the order) and are reported failed.
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) error {
-	ad, err := s.admission.admit(r, s.cfg.MaxBodyBytes)
+	ad, err := s.admit(w, r)
 	if err != nil {
-		return shed(w, r, err)
+		return err
 	}
 	var sent bool
 	defer func() { s.admission.done(ad, sent) }()

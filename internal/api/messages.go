@@ -59,9 +59,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) (err error) 
 		return err
 	}
 	if delivery == deliverySend {
-		ad, aerr := s.admission.admit(r, s.cfg.MaxBodyBytes)
+		ad, aerr := s.admit(w, r)
 		if aerr != nil {
-			return shed(w, r, aerr)
+			return aerr
 		}
 		defer func() { s.admission.done(ad, err == nil) }() // err: the named result
 	}

@@ -114,18 +114,30 @@ func TestListenerKilledAndRestarted(t *testing.T) {
 	l2 := startListener(t, "L1-restarted", emu.connString(emu.addr), rec)
 	l2.waitUp()
 	back := time.Now()
-	waitFor(t, 30*time.Second, "the restarted listener to receive", func() bool { n, _ := rec.proc("L1-restarted"); return n > 0 })
+	o, rcv := finishAfterFault(t, ld, rec, back, size, "the restarted listener to receive",
+		func() bool { n, _ := rec.proc("L1-restarted"); return n > 0 })
+	record(row{scenario: "listener killed (SIGKILL) and restarted", outcome: o, recovery: rcv,
+		note: fmt.Sprintf("1 listener, 32 clients × %d B", size)})
+}
+
+// finishAfterFault waits (30 s at most) until recovered, lets the load run
+// on, stops it and checks the outcome: no duplicates, every request
+// answered, loss within lossBoundBytes for size-byte messages, and the
+// first delivery of a request started after the fault ended (at) within
+// recoveryBound. It returns the outcome and that recovery time.
+func finishAfterFault(t *testing.T, ld *load, rec *received, at time.Time, size int, what string, recovered func() bool) (outcome, time.Duration) {
+	t.Helper()
+	waitFor(t, 30*time.Second, what, recovered)
 	runFor(pick(time.Second, 3*time.Second))
 	rs := ld.finish()
 	o, acc := evaluate(rs, rec)
 	o.tally(rs, acc, rec, 3*time.Second)
-	rcv := firstDelivered(rs, rec, back)
+	rcv := firstDelivered(rs, rec, at)
 	check(t, o, lossBoundBytes/size)
 	if rcv < 0 || rcv > recoveryBound {
 		t.Errorf("recovery %v; stated bound %v", rcv, recoveryBound)
 	}
-	record(row{scenario: "listener killed (SIGKILL) and restarted", outcome: o, recovery: rcv,
-		note: fmt.Sprintf("1 listener, 32 clients × %d B", size)})
+	return o, rcv
 }
 
 func TestTwoListenersWithChurn(t *testing.T) {
@@ -186,16 +198,8 @@ func TestRelayRestartedOnSamePort(t *testing.T) {
 	runFor(pick(time.Second, 3*time.Second))
 	emu.start() // same port, same keys: the listener and the pool reconnect
 	back := time.Now()
-	waitFor(t, 30*time.Second, "delivery after the relay restart", func() bool { return firstDelivered(ld.snapshot(), rec, back) >= 0 })
-	runFor(pick(time.Second, 3*time.Second))
-	rs := ld.finish()
-	o, acc := evaluate(rs, rec)
-	o.tally(rs, acc, rec, 3*time.Second)
-	rcv := firstDelivered(rs, rec, back)
-	check(t, o, lossBoundBytes/size)
-	if rcv > recoveryBound {
-		t.Errorf("recovery %v; stated bound %v", rcv, recoveryBound)
-	}
+	o, rcv := finishAfterFault(t, ld, rec, back, size, "delivery after the relay restart",
+		func() bool { return firstDelivered(ld.snapshot(), rec, back) >= 0 })
 	record(row{scenario: "relay (emulator) killed and restarted on its port", outcome: o, recovery: rcv,
 		note: "1 listener, 32 clients × 1 KiB; 503s while the relay is down"})
 }
@@ -249,16 +253,8 @@ func TestRelayConnectionsReset(t *testing.T) {
 	runFor(pick(time.Second, 3*time.Second))
 	n := px.resetAll()
 	reset := time.Now()
-	waitFor(t, 30*time.Second, "delivery after the reset", func() bool { return firstDelivered(ld.snapshot(), rec, reset) >= 0 })
-	runFor(pick(time.Second, 3*time.Second))
-	rs := ld.finish()
-	o, acc := evaluate(rs, rec)
-	o.tally(rs, acc, rec, 3*time.Second)
-	rcv := firstDelivered(rs, rec, reset)
-	check(t, o, lossBoundBytes/size)
-	if rcv > recoveryBound {
-		t.Errorf("recovery %v; stated bound %v", rcv, recoveryBound)
-	}
+	o, rcv := finishAfterFault(t, ld, rec, reset, size, "delivery after the reset",
+		func() bool { return firstDelivered(ld.snapshot(), rec, reset) >= 0 })
 	record(row{scenario: "all relay connections reset (TCP proxy)", outcome: o, recovery: rcv,
 		note: fmt.Sprintf("%d connections reset", n)})
 }
