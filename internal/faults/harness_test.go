@@ -3,18 +3,17 @@ package faults
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,7 +44,8 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"github.com/relaygate/relaygate/cmd/gateway", "github.com/relaygate/relaygate/cmd/listener")
+		"github.com/relaygate/relaygate/cmd/gateway", "github.com/relaygate/relaygate/cmd/listener",
+		"github.com/relaygate/relaygate/cmd/relay-emulator", "github.com/relaygate/relaygate/internal/faults/loadgen")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: go build:", err)
@@ -60,46 +60,99 @@ func TestMain(m *testing.M) {
 
 const entity = "faults"
 
-// relayEmu is an in-process emulator that can be stopped and started again
-// on the same port with the same key.
+// relayEmu is a cmd/relay-emulator process that can be killed and started
+// again on the same port with the same key. It runs as its own process, as
+// the relay does in production: in this process it would share the
+// runtime with the load's hundreds of clients, and its scheduling delays
+// would be measured as the gateway's latency.
 type relayEmu struct {
 	t    *testing.T
 	rule emulator.Rule
 	addr string
-	srv  *emulator.Server
+	cmd  *exec.Cmd
+	done chan struct{}
+	logs *syncBuffer
 }
 
 func startEmu(t *testing.T) *relayEmu {
 	if !enabled() {
 		t.Skip("fault-injection suite: run with FAULTS=1 (shortened, ~90 s) or FAULTS_FULL=1 (full, a few minutes)")
 	}
-	e := &relayEmu{t: t, rule: emulator.DevRule(), addr: "127.0.0.1:0"}
+	e := &relayEmu{t: t, rule: emulator.DevRule(), addr: freeAddr(t), logs: &syncBuffer{}}
 	e.start()
-	t.Cleanup(e.stop)
+	t.Cleanup(func() {
+		e.stop()
+		if t.Failed() {
+			t.Logf("relay-emulator log:\n%s", e.logs.String())
+		}
+	})
 	return e
 }
 
+// start runs the emulator on e.addr and waits until it listens.
 func (e *relayEmu) start() {
 	e.t.Helper()
-	log := slog.New(slog.NewTextHandler(testlog.Output(e.t), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := emulator.New(emulator.Config{Addr: e.addr, Rules: []emulator.Rule{e.rule}, AutoCreate: true}, log, nil)
+	cmd := exec.Command(filepath.Join(binDir, "relay-emulator"))
+	cmd.Env = append(os.Environ(), "RELAY_EMULATOR_ADDR="+e.addr,
+		fmt.Sprintf("RELAY_EMULATOR_RULES=%s=%s:Listen,Send,Manage", e.rule.Name, e.rule.Key),
+		"RELAY_EMULATOR_LOG_LEVEL=info", "RELAY_EMULATOR_LOG_FORMAT=json")
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := srv.Open(); err != nil {
+	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	e.srv, e.addr = srv, srv.Addr()
+	up, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			if bytes.Contains(sc.Bytes(), []byte("relay emulator listening")) {
+				once.Do(func() { close(up) })
+			}
+			e.logs.writeLine(sc.Bytes())
+		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	e.cmd, e.done = cmd, done
+	select {
+	case <-up:
+	case <-done:
+		e.t.Fatalf("relay-emulator exited at start:\n%s", e.logs.String())
+	case <-time.After(20 * time.Second):
+		e.t.Fatalf("relay-emulator did not listen on %s", e.addr)
+	}
 }
 
+// stop SIGKILLs the emulator and waits for it to exit.
 func (e *relayEmu) stop() {
-	if e.srv == nil {
+	if e.cmd == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = e.srv.Close(ctx)
-	e.srv = nil
+	_ = e.cmd.Process.Kill()
+	<-e.done
+	e.cmd = nil
+}
+
+// syncBuffer collects a process's log lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) writeLine(line []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(line)
+	b.buf.WriteByte('\n')
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // connString is a connection string for the emulator at addr.
@@ -176,10 +229,17 @@ func startListener(t *testing.T, name, connString string, rec *received) *listen
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "listener"))
 	cmd.Env = append(os.Environ(), "LISTENER_CONNECTION_STRING="+connString, "LISTENER_LOG_FORMAT=json", "LISTENER_LOG_LEVEL=info")
-	stdout, err := cmd.StdoutPipe()
+	// The listener prints into a file, not a pipe: a pipe would make this
+	// process, which also runs the load's clients, the slowest reader of
+	// the chain, and its backpressure would stall the gateway's writes (a
+	// harness artefact, not the gateway's behaviour).
+	out := filepath.Join(t.TempDir(), name+".out")
+	f, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	cmd.Stdout = f
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -188,17 +248,16 @@ func startListener(t *testing.T, name, connString string, rec *received) *listen
 		t.Fatal(err)
 	}
 	l := &listenerProc{t: t, name: name, cmd: cmd, done: make(chan struct{}), up: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 4<<20)
-		for sc.Scan() {
-			if id, ok := printedID(sc.Bytes()); ok {
+	exited := make(chan struct{})
+	var followed sync.WaitGroup
+	followed.Go(func() {
+		follow(out, exited, func(line []byte) {
+			if id, ok := printedID(line); ok {
 				rec.add(name, id)
 			}
-		}
+		})
 	})
-	wg.Go(func() {
+	go func() {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
@@ -206,10 +265,47 @@ func startListener(t *testing.T, name, connString string, rec *received) *listen
 				once.Do(func() { close(l.up) })
 			}
 		}
-	})
-	go func() { wg.Wait(); _ = cmd.Wait(); close(l.done) }()
+		_ = cmd.Wait()
+		close(exited)
+		followed.Wait()
+		close(l.done)
+	}()
 	t.Cleanup(func() { l.signal(syscall.SIGKILL); <-l.done })
 	return l
+}
+
+// follow calls line for every line appended to the file at path, as tail -f
+// does, until exited is closed and the file is read to its end.
+func follow(path string, exited <-chan struct{}, line func([]byte)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	tick := time.NewTicker(5 * time.Millisecond) // polling the file, as tail -f does
+	defer tick.Stop()
+	var part []byte
+	last := false // the writer had exited before this pass began
+	for {
+		b, err := r.ReadSlice('\n')
+		part = append(part, b...)
+		switch {
+		case err == nil:
+			line(part)
+			part = part[:0]
+			continue
+		case err == bufio.ErrBufferFull:
+			continue
+		case last:
+			return
+		}
+		select {
+		case <-exited:
+			last = true
+		case <-tick.C:
+		}
+	}
 }
 
 func (l *listenerProc) signal(s syscall.Signal) { _ = l.cmd.Process.Signal(s) }
@@ -236,8 +332,7 @@ type gatewayProc struct {
 	base string
 	done chan struct{}
 	err  error // the exit status, once done is closed
-	logs *bytes.Buffer
-	mu   sync.Mutex
+	logs *syncBuffer
 }
 
 func startGateway(t *testing.T, connString string, env ...string) *gatewayProc {
@@ -255,15 +350,12 @@ func startGateway(t *testing.T, connString string, env ...string) *gatewayProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProc{t: t, cmd: cmd, done: make(chan struct{}), logs: &bytes.Buffer{}, base: "http://" + addr}
+	g := &gatewayProc{t: t, cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}, base: "http://" + addr}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			g.mu.Lock()
-			g.logs.Write(sc.Bytes())
-			g.logs.WriteByte('\n')
-			g.mu.Unlock()
+			g.logs.writeLine(sc.Bytes())
 		}
 		g.err = cmd.Wait()
 		close(g.done)
@@ -278,11 +370,7 @@ func startGateway(t *testing.T, connString string, env ...string) *gatewayProc {
 	return g
 }
 
-func (g *gatewayProc) logText() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.logs.String()
-}
+func (g *gatewayProc) logText() string { return g.logs.String() }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
@@ -338,77 +426,77 @@ type result struct {
 	latency time.Duration
 }
 
-// load posts text/plain messages "ID padding" from concurrent clients,
-// each over its own keep-alive connection, until stopped.
+// load is a loadgen process (internal/faults/loadgen): concurrent clients,
+// each over its own keep-alive connection, post text/plain messages
+// "ID padding" until stopped; every result comes back as a line.
 type load struct {
-	base    string
-	clients int
-	size    int
-	pace    time.Duration // pause between a client's requests (load, not sync)
+	cmd   *exec.Cmd
+	stdin io.Closer
+	read  chan struct{} // closed when every result line was read
 
 	mu      sync.Mutex
 	results []result
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
 }
 
-func startLoad(base string, clients, size int, pace time.Duration) *load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{base: base, clients: clients, size: size, pace: pace, stop: cancel}
-	for c := range clients {
-		l.wg.Go(func() { l.client(ctx, c) })
+func startLoad(t *testing.T, base string, clients, size int, pace time.Duration) *load {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "loadgen"), "-url", base+"/messages",
+		"-clients", strconv.Itoa(clients), "-size", strconv.Itoa(size), "-pace", pace.String())
+	cmd.Stderr = testlog.Output(t)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &load{cmd: cmd, stdin: stdin, read: make(chan struct{})}
+	go func() {
+		defer close(l.read)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			r, err := parseResult(sc.Text())
+			if err != nil {
+				t.Errorf("loadgen: %v", err)
+				continue
+			}
+			l.mu.Lock()
+			l.results = append(l.results, r)
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-l.read; _ = cmd.Wait() })
 	return l
 }
 
-func (l *load) client(ctx context.Context, c int) {
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
-	defer hc.CloseIdleConnections()
-	pad := strings.Repeat("x", max(l.size-16, 0))
-	for i := 0; ctx.Err() == nil; i++ {
-		id := fmt.Sprintf("c%d-%d", c, i)
-		start := time.Now()
-		var reused bool
-		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
-			http.MethodPost, l.base+"/messages", strings.NewReader(id+" "+pad))
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := hc.Do(req)
-		res := result{id: id, start: start, latency: time.Since(start), reused: reused}
-		if err != nil {
-			res.err = err.Error()
-		}
-		if err == nil {
-			var p struct{ Code string }
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			_ = json.Unmarshal(b, &p)
-			res.status, res.code, res.retry = resp.StatusCode, p.Code, resp.Header.Get("Retry-After") != ""
-		}
-		l.mu.Lock()
-		l.results = append(l.results, res)
-		l.mu.Unlock()
-		if err != nil && errorsIsRefused(err) {
-			return // the gateway is gone
-		}
-		if l.pace > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(l.pace):
-			}
-		}
+// parseResult parses a line of loadgen's output.
+func parseResult(line string) (result, error) {
+	f := strings.Split(line, "\t")
+	if len(f) != 8 {
+		return result{}, fmt.Errorf("%d fields in %q", len(f), line)
 	}
+	status, err1 := strconv.Atoi(f[1])
+	start, err2 := strconv.ParseInt(f[5], 10, 64)
+	lat, err3 := strconv.ParseInt(f[6], 10, 64)
+	msg, err4 := strconv.Unquote(f[7])
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return result{}, fmt.Errorf("%q: %w", line, err)
+	}
+	return result{id: f[0], status: status, code: f[2], retry: f[3] == "1", reused: f[4] == "1",
+		start: time.Unix(0, start), latency: time.Duration(lat), err: msg}, nil
 }
 
-func errorsIsRefused(err error) bool { return strings.Contains(err.Error(), "connection refused") }
-
-// finish stops the load and returns every result.
+// finish stops the load, waits for the requests in flight and returns
+// every result.
 func (l *load) finish() []result {
-	l.stop()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.results)
+	l.stdin.Close()
+	<-l.read
+	_ = l.cmd.Wait()
+	return l.snapshot()
 }
 
 // snapshot returns the results so far.
