@@ -96,10 +96,13 @@ func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
 	if spec.Conc < 1 || spec.URL == "" || spec.Window <= 0 {
 		return fmt.Errorf("bench: load spec needs url, conc and window: %+v", spec)
 	}
-	client := newHTTPClient(spec.Conc)
-	defer client.CloseIdleConnections()
 	var msgs atomic.Int64
-	do := postSpec(client, spec, &msgs)
+	poster, err := newRawPoster(spec, spec.Conc, &msgs)
+	if err != nil {
+		return err
+	}
+	defer poster.closeAll()
+	do := poster.do
 	var res loadResult
 	if spec.Rate > 0 {
 		openLoop(ctx, spec.Rate, spec.Conc, spec.Warmup, do)
@@ -121,41 +124,6 @@ func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
 		Requests: res.Measured, Messages: msgs.Load(), Window: res.Window,
 		P50: sum.P50, P99: sum.P99, Max: sum.Max, Errors: res.Errors,
 	})
-}
-
-// postSpec is the load child's operation: one POST, its status checked,
-// the messages it carried counted in msgs.
-func postSpec(client *http.Client, spec LoadSpec, msgs *atomic.Int64) doFunc {
-	body := []byte(spec.Body)
-	return func(ctx context.Context, _ int) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, spec.URL, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != spec.Want {
-			var p struct {
-				Code string `json:"code"`
-			}
-			_ = json.Unmarshal(b, &p)
-			return &statusError{status: resp.StatusCode, code: p.Code}
-		}
-		if spec.Batch {
-			msgs.Add(int64(bytes.Count(b, []byte(`"status":"sent"`))))
-		} else {
-			msgs.Add(1)
-		}
-		return nil
-	}
 }
 
 // batchBody is a POST /messages:batch body of n items of about size bytes

@@ -40,6 +40,9 @@ const (
 	procBatch     = "batch"
 	procOpen      = "open"
 	procBareOpen  = "bare-open"
+	// The open loop at half the target's rate.
+	procOpenLow     = "open-low"
+	procBareOpenLow = "bare-open-low"
 )
 
 // ProcRow is one front end under one load.
@@ -118,23 +121,34 @@ func (r *runner) runProcesses(ctx context.Context, bin string) (*Processes, erro
 	}
 
 	if top := ps.row(procPlainInfo); top != nil && top.Messages > 0 {
-		op := plain
-		op.URL, op.Conc, op.Rate = info.url+"/messages", 256, top.Messages*r.opts.OpenFraction
-		row := r.procMeasureWindow(ctx, procOpen, fmt.Sprintf("gateway (info), open loop at %.0f%% of its maximum", 100*r.opts.OpenFraction), info, op, r.opts.OpenWindow)
-		row.Offered = op.Rate
-		ps.add(row)
-		// The floor of that latency on this machine: the bare server at
-		// the same offered rate, with the same load generator.
-		if bare, stopBare, err := startBare(ctx, r.opts.ChildBin); err == nil {
-			bo := op
-			bo.URL = bare.url + "/messages"
-			brow := r.procMeasureWindow(ctx, procBareOpen, "bare net/http server, open loop at the same rate", bare, bo, r.opts.OpenWindow)
-			brow.Offered = op.Rate
-			ps.add(brow)
-			stopBare()
-		}
+		// The target's point, then half of it: where the open loop's p99
+		// stands once the machine is no longer near saturation.
+		r.procOpenLoop(ctx, ps, info, plain, top.Messages*r.opts.OpenFraction, procOpen, procBareOpen)
+		r.procOpenLoop(ctx, ps, info, plain, top.Messages*r.opts.OpenFraction/2, procOpenLow, procBareOpenLow)
 	}
 	return ps, nil
+}
+
+// procOpenLoop offers rate requests/s to the gateway info in an open loop,
+// then the same to a bare server: the latency floor of this machine and
+// load generator at that rate.
+func (r *runner) procOpenLoop(ctx context.Context, ps *Processes, info procTarget, plain LoadSpec, rate float64, key, bareKey string) {
+	top := ps.row(procPlainInfo)
+	pct := 100 * rate / top.Messages
+	op := plain
+	op.URL, op.Conc, op.Rate = info.url+"/messages", 256, rate
+	row := r.procMeasureWindow(ctx, key, fmt.Sprintf("gateway (info), open loop at %.0f%% of its maximum", pct), info, op, r.opts.OpenWindow)
+	row.Offered = rate
+	ps.add(row)
+	bare, stopBare, err := startBare(ctx, r.opts.ChildBin)
+	if err != nil {
+		return
+	}
+	defer stopBare()
+	op.URL = bare.url + "/messages"
+	brow := r.procMeasureWindow(ctx, bareKey, fmt.Sprintf("bare net/http server, open loop at the same rate (%.0f%%)", pct), bare, op, r.opts.OpenWindow)
+	brow.Offered = rate
+	ps.add(brow)
 }
 
 func (ps *Processes) add(rows ...ProcRow) { ps.Rows = append(ps.Rows, rows...) }

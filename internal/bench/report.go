@@ -189,6 +189,9 @@ func (ps *Processes) targets() []Target {
 		if b := ps.row(procBareOpen); b != nil {
 			t5.Measured += fmt.Sprintf("; the bare net/http server at the same rate and load generator: p99 %s (p50 %s)", fmtDur(b.P99), fmtDur(b.P50))
 		}
+		if lo, blo := ps.row(procOpenLow), ps.row(procBareOpenLow); lo != nil && blo != nil {
+			t5.Measured += fmt.Sprintf("; at half that rate (%.0f/s): gateway p99 %s, bare server p99 %s", lo.Offered, fmtDur(lo.P99), fmtDur(blo.P99))
+		}
 	}
 	return []Target{t1, t2, t3, t4, t5}
 }

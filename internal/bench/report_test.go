@@ -52,6 +52,8 @@ func sampleReport() *Report {
 			{Key: procRequest, Name: "request", Requests: 13000, Messages: 13000, CPU: 0.5, CPUPerReq: 40 * time.Microsecond, CPUPerMsg: 40 * time.Microsecond},
 			{Key: procBatch, Name: "batch", NA: "n/a: POST /messages:batch answered 404"},
 			{Key: procOpen, Name: "open", Requests: 12000, Messages: 12000, Offered: 12000, P50: lat.P50, P99: 1500 * time.Microsecond},
+			{Key: procOpenLow, Name: "open low", Requests: 6000, Messages: 6000, Offered: 6000, P50: lat.P50, P99: 900 * time.Microsecond},
+			{Key: procBareOpenLow, Name: "bare open low", Requests: 6000, Messages: 6000, Offered: 6000, P50: lat.P50, P99: 800 * time.Microsecond},
 		}},
 		Failures: []string{"e2e c=64 100 B: delivered 997 of 1000"},
 	}
