@@ -124,4 +124,10 @@ const reportFoot = `Columns: requests the load generator made; 202 answers; 503 
 502 (partial write: may have been delivered); requests without any HTTP response; ids answered 202 that no
 listener printed; ids printed more than once, or printed after a 503/504; p99 latency of the 202 answers;
 recovery: from the end of the fault to the first accepted message that reached a listener.
+
+Setup: every part is a process of its own on 127.0.0.1, as in production — cmd/relay-emulator (killed with
+SIGKILL and started again on its port in the relay scenario), cmd/listener (printing into a file the suite
+follows), cmd/gateway, and the suite's load generator (internal/faults/loadgen: one keep-alive connection
+per client, each client posting again as soon as it has an answer). They share the machine's cores, so
+latencies include the other processes' load.
 `
