@@ -55,10 +55,15 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			if quietRoutes[route] && status < 500 {
 				level = slog.LevelDebug // probes and scrapes every few seconds
 			}
-			if !s.log.Enabled(r.Context(), level) {
+			h := s.log.Handler()
+			if !h.Enabled(r.Context(), level) {
 				return
 			}
-			s.log.LogAttrs(r.Context(), level, "http request",
+			// A record built here, not by Logger.LogAttrs: that one
+			// looks up its caller's PC (runtime.Callers) for every line,
+			// which no handler of ours prints.
+			rec := slog.NewRecord(start.Add(d), level, "http request", 0)
+			rec.AddAttrs(
 				slog.String("request_id", requestIDOf(w)),
 				slog.String("method", r.Method),
 				slog.String("path", truncate(r.URL.Path, maxEchoedPath)),
@@ -68,6 +73,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 				slog.Duration("duration", d),
 				slog.String("remote", r.RemoteAddr),
 			)
+			_ = h.Handle(r.Context(), rec)
 		}()
 		next.ServeHTTP(ww, r)
 	})
