@@ -145,7 +145,7 @@ func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPat
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 	inline := r.ContentLength >= 0 && r.ContentLength <= relay.MaxInlineBody
-	if we := sendRequest(ctx, r, cc, cmd, inline); we != nil {
+	if we := sendRequest(ctx, r, p, cmd, inline); we != nil {
 		s.writeStatus(w, r, e.name, we)
 		return
 	}
@@ -251,15 +251,18 @@ func (s *Server) finishRequest(p *pendingRequest) {
 	s.m.PendingChanged(-1)
 }
 
-// sendRequest puts the request on the listener's control channel: the full
-// command with its body when inline, else only the rendezvous address.
-func sendRequest(ctx context.Context, r *http.Request, cc *controlChannel, cmd *relay.RequestCommand, inline bool) *wireError {
+// sendRequest queues the request for the listener's control channel: the
+// full command with its body when inline, else only the rendezvous
+// address. It does not wait for the write: a write that fails later fails
+// p with the same 502.
+func sendRequest(ctx context.Context, r *http.Request, p *pendingRequest, cmd *relay.RequestCommand, inline bool) *wireError {
 	undelivered := func(err error) *wireError {
 		return &wireError{code: http.StatusBadGateway, reason: "unavailable", err: err,
 			text: "Bad Gateway. The request could not be delivered to the listener."}
 	}
+	failed := func(err error) { p.fail(undelivered(err)) }
 	if !inline {
-		if err := cc.send(ctx, &relay.ControlMessage{Request: &relay.RequestCommand{Address: cmd.Address, ID: cmd.ID}}, nil); err != nil {
+		if err := p.cc.post(ctx, &relay.ControlMessage{Request: &relay.RequestCommand{Address: cmd.Address, ID: cmd.ID}}, nil, failed); err != nil {
 			return undelivered(err)
 		}
 		return nil
@@ -276,7 +279,7 @@ func sendRequest(ctx context.Context, r *http.Request, cc *controlChannel, cmd *
 	if len(body) == 0 {
 		body = nil
 	}
-	if err := cc.send(ctx, &relay.ControlMessage{Request: cmd}, body); err != nil {
+	if err := p.cc.post(ctx, &relay.ControlMessage{Request: cmd}, body, failed); err != nil {
 		return undelivered(err)
 	}
 	return nil

@@ -42,10 +42,12 @@ type controlChannel struct {
 	ws    *websocket.Conn
 	ready chan struct{}
 
-	// wsem serializes writes of data messages (one command plus its body
-	// must be adjacent); acquire with a context, never hold across waits
-	// for anything but the write itself.
-	wsem chan struct{}
+	// The write queue (see send and post). Guarded by wmu, which is
+	// never held across a write.
+	wmu     sync.Mutex
+	wq      []ctrlOut // commands waiting for the writer, in order
+	writing bool      // a goroutine is writing the queue
+	werr    error     // a write failed: the channel is broken
 
 	// Guarded by mu.
 	mu     sync.Mutex
@@ -143,7 +145,6 @@ func (s *Server) newControlChannel(r *http.Request, e *entity, expiry time.Time)
 		s: s, e: e, id: id, host: r.Host, scheme: scheme,
 		log:    s.log.With(slog.String("entity", e.name), slog.String("listener", id)),
 		ready:  make(chan struct{}),
-		wsem:   make(chan struct{}, 1),
 		expiry: expiry,
 	}
 }
@@ -254,14 +255,52 @@ func (c *controlChannel) renew(raw string) {
 	c.log.Debug("token renewed", slog.Time("expiry", tok.Expiry))
 }
 
+// ctrlOut is a command queued for the control channel: the encoded
+// command, its body message (nil: none) and what to tell its sender when
+// the write fails (done receives the outcome; failed is called instead
+// when done is nil).
+type ctrlOut struct {
+	data, body []byte
+	done       chan error
+	failed     func(error)
+}
+
+// maxWriterRounds bounds how many batches a sender's goroutine writes for
+// others before it hands the rest of the queue to a goroutine of its own.
+const maxWriterRounds = 8
+
 // send writes a command (and, if body is non-nil, one binary body message
-// right after it) on the control channel. It waits for the write slot at
-// most until ctx is done.
+// right after it) on the control channel and waits for the write. It waits
+// for the channel's upgrade at most until ctx is done.
 func (c *controlChannel) send(ctx context.Context, m *relay.ControlMessage, body []byte) error {
+	done := make(chan error, 1)
+	if err := c.enqueue(ctx, m, ctrlOut{body: body, done: done}); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// post queues a command (and its body message, if body is non-nil) for the
+// control channel without waiting for the write: failed is called with the
+// error if the write fails (after the channel was closed). An error is
+// returned, and failed not called, when the command was not queued.
+//
+// The queue has no writer goroutine: the sender that finds nobody writing
+// writes everything queued, corked into one write per batch, so under load
+// many requests share a syscall and a wake-up of the listener without a
+// goroutine hand-off per request.
+func (c *controlChannel) post(ctx context.Context, m *relay.ControlMessage, body []byte, failed func(error)) error {
+	return c.enqueue(ctx, m, ctrlOut{body: body, failed: failed})
+}
+
+// enqueue encodes m into out and queues it; the caller writes the queue if
+// nobody does.
+func (c *controlChannel) enqueue(ctx context.Context, m *relay.ControlMessage, out ctrlOut) error {
 	data, err := relay.EncodeControlMessage(m)
 	if err != nil {
 		return err
 	}
+	out.data = data
 	select {
 	case <-c.ready:
 		if c.ws == nil {
@@ -270,24 +309,89 @@ func (c *controlChannel) send(ctx context.Context, m *relay.ControlMessage, body
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case c.wsem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	c.wmu.Lock()
+	if err := c.werr; err != nil {
+		c.wmu.Unlock()
+		return err
 	}
-	defer func() { <-c.wsem }()
+	c.wq = append(c.wq, out)
+	if c.writing {
+		c.wmu.Unlock()
+		return nil
+	}
+	c.writing = true
+	c.wmu.Unlock()
+	c.writeQueue(maxWriterRounds)
+	return nil
+}
+
+// writeQueue writes the queue batch by batch until it is empty, or, after
+// rounds batches, hands what is left to a new goroutine. The caller has
+// set c.writing.
+func (c *controlChannel) writeQueue(rounds int) {
+	for range rounds {
+		c.wmu.Lock()
+		batch := c.wq
+		c.wq = nil
+		if len(batch) == 0 {
+			c.writing = false
+			c.wmu.Unlock()
+			return
+		}
+		c.wmu.Unlock()
+		err := c.writeBatch(batch)
+		for _, o := range batch {
+			o.report(err)
+		}
+		if err != nil {
+			c.wmu.Lock()
+			c.werr, c.writing = err, false
+			rest := c.wq
+			c.wq = nil
+			c.wmu.Unlock()
+			for _, o := range rest {
+				o.report(err)
+			}
+			return
+		}
+	}
+	go c.writeQueue(maxWriterRounds)
+}
+
+// report tells o's sender the outcome of its write.
+func (o ctrlOut) report(err error) {
+	switch {
+	case o.done != nil:
+		o.done <- err
+	case err != nil && o.failed != nil:
+		o.failed(err)
+	}
+}
+
+// writeBatch writes batch's commands and body messages in order, corked
+// into one write when there is more than one message. A failed write
+// closes the connection (the read loop then ends the channel).
+func (c *controlChannel) writeBatch(batch []ctrlOut) error {
 	deadline := time.Now().Add(controlWriteTimeout)
 	c.ws.SetWriteDeadline(deadline)
 	cork := corkOf(c.ws.NetConn())
-	if cork != nil && body != nil {
-		// The command and its body message with one write.
+	if cork != nil && (len(batch) > 1 || batch[0].body != nil) {
 		cork.Cork()
+	} else {
+		cork = nil
 	}
-	err = c.ws.WriteMessage(websocket.TextMessage, data)
-	if err == nil && body != nil {
-		err = c.ws.WriteMessage(websocket.BinaryMessage, body)
+	var err error
+	for _, o := range batch {
+		if err = c.ws.WriteMessage(websocket.TextMessage, o.data); err != nil {
+			break
+		}
+		if o.body != nil {
+			if err = c.ws.WriteMessage(websocket.BinaryMessage, o.body); err != nil {
+				break
+			}
+		}
 	}
-	if cork != nil && body != nil {
+	if cork != nil {
 		if uerr := cork.Uncork(deadline); err == nil {
 			err = uerr
 		}
