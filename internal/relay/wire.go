@@ -166,29 +166,41 @@ func decodeGeneral(data []byte) (*ControlMessage, error) {
 
 // decodeHot decodes the commands of HTTP request mode, which the relay and
 // the listener exchange for every request, in one pass: data exactly
-// {"request":{…}} or {"response":{…}} (spaces aside) whose command is
-// valid. For anything else, including every error, it returns nil and
-// DecodeControlMessage's general path decides, so both give the same
-// result.
+// {"request":{…}} or {"response":{…}} (JSON whitespace aside) in the shape
+// hotScanner reads, whose command is valid. For anything else, including
+// every error, it returns nil and DecodeControlMessage's general path
+// decides, so both give the same result.
 func decodeHot(data []byte) *ControlMessage {
-	data = bytes.TrimSpace(data)
+	s := hotScanner{b: data}
+	if !s.byte('{') {
+		return nil
+	}
+	key, ok := s.str()
+	if !ok || !s.byte(':') {
+		return nil
+	}
 	var m ControlMessage
-	switch {
-	case bytes.HasPrefix(data, []byte(`{"request":`)) && bytes.HasSuffix(data, []byte("}")):
-		v := bytes.TrimSpace(data[len(`{"request":`) : len(data)-1])
-		var rc RequestCommand
-		if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &rc) != nil || rc.Address == "" && !rc.Inline() {
+	switch key {
+	case "request":
+		rc := new(RequestCommand)
+		if !s.requestCommand(rc) || rc.Address == "" && !rc.Inline() {
 			return nil
 		}
-		m.Request = &rc
-	case bytes.HasPrefix(data, []byte(`{"response":`)) && bytes.HasSuffix(data, []byte("}")):
-		v := bytes.TrimSpace(data[len(`{"response":`) : len(data)-1])
-		var rc ResponseCommand
-		if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &rc) != nil || rc.RequestID == "" || rc.StatusCode == 0 {
+		m.Request = rc
+	case "response":
+		rc := new(ResponseCommand)
+		if !s.responseCommand(rc) || rc.RequestID == "" || rc.StatusCode == 0 {
 			return nil
 		}
-		m.Response = &rc
+		m.Response = rc
 	default:
+		return nil
+	}
+	if !s.byte('}') {
+		return nil
+	}
+	s.skip()
+	if s.i != len(s.b) {
 		return nil
 	}
 	return &m
@@ -202,5 +214,17 @@ func decodeObject(v json.RawMessage, dst any) error {
 	return json.Unmarshal(v, dst)
 }
 
-// EncodeControlMessage encodes m as one JSON text frame.
-func EncodeControlMessage(m *ControlMessage) ([]byte, error) { return json.Marshal(m) }
+// EncodeControlMessage encodes m as one JSON text frame (request and
+// response commands without escaping HTML characters, which JSON does not
+// need).
+func EncodeControlMessage(m *ControlMessage) ([]byte, error) {
+	if m.Accept == nil && m.RenewToken == nil {
+		switch {
+		case m.Request != nil && m.Response == nil:
+			return appendRequestCommand(make([]byte, 0, 512), m.Request), nil
+		case m.Response != nil && m.Request == nil:
+			return appendResponseCommand(make([]byte, 0, 256), m.Response), nil
+		}
+	}
+	return json.Marshal(m)
+}
