@@ -141,15 +141,18 @@ func (s *Server) serveRequestMode(w http.ResponseWriter, r *http.Request, rawPat
 	}
 	defer s.finishRequest(p)
 
+	// A timer rather than a context with a deadline: the sender's own
+	// context already says when it went away, and a derived one costs a
+	// registration with it for every request.
 	deadline := time.Now().Add(s.cfg.RequestTimeout)
-	ctx, cancel := context.WithDeadline(r.Context(), deadline)
-	defer cancel()
+	expiry := time.NewTimer(s.cfg.RequestTimeout)
+	defer expiry.Stop()
 	inline := r.ContentLength >= 0 && r.ContentLength <= relay.MaxInlineBody
-	if we := sendRequest(ctx, r, p, cmd, inline); we != nil {
+	if we := sendRequest(r.Context(), r, p, cmd, inline); we != nil {
 		s.writeStatus(w, r, e.name, we)
 		return
 	}
-	resp, we := s.awaitResponse(ctx, r, p, cmd, inline, deadline)
+	resp, we := s.awaitResponse(r, p, cmd, inline, deadline, expiry.C)
 	if we == errSenderGone {
 		return
 	}
@@ -289,9 +292,10 @@ var errRequestTimeout = &wireError{code: http.StatusGatewayTimeout, reason: "tim
 	text: "The request was routed to the listener but the listener did not respond in the required time."}
 
 // awaitResponse waits for the listener's response on the control channel
-// or for its rendezvous (kept in p.rv); on a rendezvous it sends the full
-// request there unless it went inline, then reads the response command.
-func (s *Server) awaitResponse(ctx context.Context, r *http.Request, p *pendingRequest, cmd *relay.RequestCommand, inline bool, deadline time.Time) (ctrlResponse, *wireError) {
+// or for its rendezvous (kept in p.rv) until expired fires (at deadline)
+// or the sender goes away; on a rendezvous it sends the full request there
+// unless it went inline, then reads the response command.
+func (s *Server) awaitResponse(r *http.Request, p *pendingRequest, cmd *relay.RequestCommand, inline bool, deadline time.Time, expired <-chan time.Time) (ctrlResponse, *wireError) {
 	var resp ctrlResponse
 	for resp.cmd == nil && p.rv == nil {
 		select {
@@ -299,10 +303,9 @@ func (s *Server) awaitResponse(ctx context.Context, r *http.Request, p *pendingR
 		case p.rv = <-p.rvCh:
 		case we := <-p.failCh:
 			return resp, we
-		case <-ctx.Done():
-			if r.Context().Err() != nil {
-				return resp, errSenderGone
-			}
+		case <-r.Context().Done():
+			return resp, errSenderGone
+		case <-expired:
 			return resp, errRequestTimeout
 		}
 	}

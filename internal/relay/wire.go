@@ -175,7 +175,7 @@ func decodeHot(data []byte) *ControlMessage {
 	if !s.byte('{') {
 		return nil
 	}
-	key, ok := s.str()
+	key, ok := s.name()
 	if !ok || !s.byte(':') {
 		return nil
 	}

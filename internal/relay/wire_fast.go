@@ -188,8 +188,16 @@ func (s *hotScanner) peek(c byte) bool {
 	return s.i < len(s.b) && s.b[s.i] == c
 }
 
-// str reads a string without escapes or control characters.
-func (s *hotScanner) str() (string, bool) {
+// str reads a string.
+func (s *hotScanner) str() (string, bool) { return s.text(false) }
+
+// name reads a string that is often one of knownNames (a command's field
+// names, common header names), which are then not allocated again.
+func (s *hotScanner) name() (string, bool) { return s.text(true) }
+
+// text reads a string; with intern set, a string of knownNames comes back
+// as the table's copy.
+func (s *hotScanner) text(intern bool) (string, bool) {
 	if !s.byte('"') {
 		return "", false
 	}
@@ -201,6 +209,11 @@ func (s *hotScanner) str() (string, bool) {
 			s.i++
 			if !ascii && !utf8.Valid(v) {
 				return "", false
+			}
+			if intern {
+				if k, ok := knownNames[string(v)]; ok {
+					return k, true
+				}
 			}
 			return string(v), true
 		case c == '\\':
@@ -307,9 +320,10 @@ func (s *hotScanner) object(member func(key string) bool) bool {
 	if s.byte('}') {
 		return true
 	}
-	var seen []string
+	var arr [8]string
+	seen := arr[:0]
 	for {
-		k, ok := s.str()
+		k, ok := s.name()
 		if !ok || slices.Contains(seen, k) || !s.byte(':') || !member(k) {
 			return false
 		}
@@ -333,6 +347,19 @@ func (s *hotScanner) stringMap() (map[string]string, bool) {
 	})
 	return m, ok
 }
+
+// knownNames are the field names of request and response commands and the
+// header names they carry for nearly every request.
+var knownNames = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"request", "response", "address", "id", "requestTarget", "method", "remoteEndpoint", "port",
+		"requestHeaders", "body", "requestId", "statusCode", "statusDescription", "responseHeaders",
+		"Accept", "Accept-Encoding", "Content-Type", "Content-Length", "Date", "Host", "Traceparent",
+		"Tracestate", "User-Agent", "Via", "X-Message-Id", "X-Request-Id"} {
+		m[k] = k
+	}
+	return m
+}()
 
 // requestCommand reads the object of a request command.
 func (s *hotScanner) requestCommand(rc *RequestCommand) bool {
