@@ -92,25 +92,41 @@ var hopHeaders = map[string]bool{
 }
 
 // forwardHeaders flattens h for the listener or the sender: hop-by-hop
-// headers (and those named in Connection) dropped, values joined with ", ".
+// headers (and those named in Connection, and drop) left out, values
+// joined with ", ".
 func forwardHeaders(h http.Header, drop ...string) map[string]string {
-	skip := map[string]bool{}
+	var named map[string]bool // fields named in Connection; rare
 	for _, v := range h.Values("Connection") {
 		for f := range strings.SplitSeq(v, ",") {
-			skip[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
+			if named == nil {
+				named = map[string]bool{}
+			}
+			named[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
 		}
-	}
-	for _, d := range drop {
-		skip[http.CanonicalHeaderKey(d)] = true
 	}
 	out := make(map[string]string, len(h))
 	for k, v := range h {
-		if hopHeaders[k] || skip[k] {
+		if hopHeaders[k] || named[k] || dropped(k, drop) {
 			continue
 		}
-		out[k] = strings.Join(v, ", ")
+		if len(v) == 1 {
+			out[k] = v[0]
+		} else {
+			out[k] = strings.Join(v, ", ")
+		}
 	}
 	return out
+}
+
+// dropped reports whether the canonical header name k is one of drop (in
+// any case).
+func dropped(k string, drop []string) bool {
+	for _, d := range drop {
+		if strings.EqualFold(k, d) {
+			return true
+		}
+	}
+	return false
 }
 
 // addVia appends "1.1 host" to an existing Via value.
@@ -400,29 +416,42 @@ func (s *Server) writeListenerResponse(w http.ResponseWriter, r *http.Request, r
 			text: "Bad Gateway. The listener answered with an invalid status code."})
 		return
 	}
+	buffered := rv == nil || !cmd.Body
+	keepAlive := buffered && standardReason(code, cmd.StatusDescription)
 	h := http.Header{}
-	for k, v := range cmd.ResponseHeaders {
-		ck := http.CanonicalHeaderKey(k)
-		if hopHeaders[ck] || !validHeaderName(k) || !validHeaderValue(v) {
-			continue
-		}
-		h.Set(ck, v)
+	if keepAlive {
+		h = w.Header() // written by net/http as it is: no copy
 	}
+	listenerHeader(cmd.ResponseHeaders, h)
 	h.Set("Via", addVia(h.Get("Via"), r.Host))
 	noBody := r.Method == http.MethodHead || !bodyAllowed(code)
-	if rv == nil || !cmd.Body {
+	if buffered {
 		body := resp.body
 		if !cmd.Body || noBody {
 			body = nil
 		}
-		if standardReason(code, cmd.StatusDescription) {
-			writeKeepAlive(w, code, h, body)
+		if keepAlive {
+			writeKeepAlive(w, code, body)
 			return
 		}
 		s.writeResponse(w, r, rawResponse{code: code, reason: cmd.StatusDescription, header: h, body: body})
 		return
 	}
 	s.streamListenerResponse(w, r, code, cmd.StatusDescription, h, noBody, rv)
+}
+
+// listenerHeader adds the listener's response headers that may reach the
+// sender to h. The values share one backing array.
+func listenerHeader(fields map[string]string, h http.Header) {
+	vals := make([]string, 0, len(fields)+1) // +1: Via
+	for k, v := range fields {
+		ck := http.CanonicalHeaderKey(k)
+		if hopHeaders[ck] || !validHeaderName(k) || !validHeaderValue(v) {
+			continue
+		}
+		vals = append(vals, v)
+		h[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 }
 
 // standardReason reports whether description is the reason phrase net/http
@@ -432,18 +461,15 @@ func standardReason(code int, description string) bool {
 	return description == "" || description == http.StatusText(code)
 }
 
-// writeKeepAlive writes a buffered listener response through net/http, so
+// writeKeepAlive writes a buffered listener response, whose header is
+// already in w.Header(), through net/http, so
 // the sender's connection stays open for its next request, as the service's
 // front end keeps it: hijacking (for a custom reason phrase) closes it, and
 // a sender that dials for every request spends more on TCP than on the
 // relay.
-func writeKeepAlive(w http.ResponseWriter, code int, h http.Header, body []byte) {
-	wh := w.Header()
-	for k, v := range h {
-		wh[k] = v
-	}
+func writeKeepAlive(w http.ResponseWriter, code int, body []byte) {
 	if bodyAllowed(code) {
-		wh.Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header()["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
 	w.WriteHeader(code)
 	if len(body) > 0 && bodyAllowed(code) {

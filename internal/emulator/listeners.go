@@ -261,9 +261,16 @@ func (c *controlChannel) renew(raw string) {
 // when done is nil).
 type ctrlOut struct {
 	data, body []byte
+	buf        *[]byte // data's buffer, from cmdBuffers
 	done       chan error
 	failed     func(error)
 }
+
+// cmdBuffers holds the buffers of encoded commands between writes.
+var cmdBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledCommand is the largest command buffer put back in cmdBuffers.
+const maxPooledCommand = 16 << 10
 
 // maxWriterRounds bounds how many batches a sender's goroutine writes for
 // others before it hands the rest of the queue to a goroutine of its own.
@@ -296,11 +303,14 @@ func (c *controlChannel) post(ctx context.Context, m *relay.ControlMessage, body
 // enqueue encodes m into out and queues it; the caller writes the queue if
 // nobody does.
 func (c *controlChannel) enqueue(ctx context.Context, m *relay.ControlMessage, out ctrlOut) error {
-	data, err := relay.EncodeControlMessage(m)
+	buf := cmdBuffers.Get().(*[]byte)
+	data, err := relay.AppendControlMessage((*buf)[:0], m)
 	if err != nil {
+		cmdBuffers.Put(buf)
 		return err
 	}
-	out.data = data
+	*buf = data
+	out.data, out.buf = data, buf
 	select {
 	case <-c.ready:
 		if c.ws == nil {
@@ -358,8 +368,12 @@ func (c *controlChannel) writeQueue(rounds int) {
 	go c.writeQueue(maxWriterRounds)
 }
 
-// report tells o's sender the outcome of its write.
+// report tells o's sender the outcome of its write and releases o's
+// buffer.
 func (o ctrlOut) report(err error) {
+	if o.buf != nil && cap(*o.buf) <= maxPooledCommand {
+		cmdBuffers.Put(o.buf)
+	}
 	switch {
 	case o.done != nil:
 		o.done <- err

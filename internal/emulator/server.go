@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -662,7 +663,6 @@ func remoteEndpoint(r *http.Request) relay.RemoteEndpoint {
 	if err != nil {
 		return relay.RemoteEndpoint{Address: r.RemoteAddr}
 	}
-	var p int
-	fmt.Sscanf(port, "%d", &p)
+	p, _ := strconv.Atoi(port)
 	return relay.RemoteEndpoint{Address: host, Port: p}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -175,11 +176,13 @@ func (l *Listener) newRequest(ctx context.Context, cmd *RequestCommand, body []b
 		return nil, fmt.Errorf("invalid method")
 	}
 	h := make(http.Header, len(cmd.RequestHeaders))
+	vals := make([]string, 0, len(cmd.RequestHeaders)) // one backing array for every value
 	for k, v := range cmd.RequestHeaders {
-		h.Set(k, v)
+		vals = append(vals, v)
+		h[textproto.CanonicalMIMEHeaderKey(k)] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	host := h.Get("Host")
-	h.Del("Host")
+	delete(h, "Host")
 	if host == "" {
 		host = l.cfg.Credentials.Host
 	}

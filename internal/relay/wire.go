@@ -218,13 +218,29 @@ func decodeObject(v json.RawMessage, dst any) error {
 // response commands without escaping HTML characters, which JSON does not
 // need).
 func EncodeControlMessage(m *ControlMessage) ([]byte, error) {
+	return AppendControlMessage(nil, m)
+}
+
+// AppendControlMessage appends m, encoded as EncodeControlMessage encodes
+// it, to dst, so a caller can reuse its buffers.
+func AppendControlMessage(dst []byte, m *ControlMessage) ([]byte, error) {
 	if m.Accept == nil && m.RenewToken == nil {
 		switch {
 		case m.Request != nil && m.Response == nil:
-			return appendRequestCommand(make([]byte, 0, 512), m.Request), nil
+			if dst == nil {
+				dst = make([]byte, 0, 512)
+			}
+			return appendRequestCommand(dst, m.Request), nil
 		case m.Response != nil && m.Request == nil:
-			return appendResponseCommand(make([]byte, 0, 256), m.Response), nil
+			if dst == nil {
+				dst = make([]byte, 0, 256)
+			}
+			return appendResponseCommand(dst, m.Response), nil
 		}
 	}
-	return json.Marshal(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
 }
