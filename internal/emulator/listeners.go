@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -331,6 +332,7 @@ func (c *controlChannel) enqueue(ctx context.Context, m *relay.ControlMessage, o
 	}
 	c.writing = true
 	c.wmu.Unlock()
+	runtime.Gosched() // let senders that are ready to run queue theirs too
 	c.writeQueue(maxWriterRounds)
 	return nil
 }
