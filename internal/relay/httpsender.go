@@ -132,11 +132,14 @@ func (s *HTTPSender) newRequest(ctx context.Context, method, suffix string, quer
 		uo.Token = tok
 	}
 	u := s.Credentials.HTTPURL(uo)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	// The URL is set after: formatting it only for NewRequest to parse it
+	// again costs as much as the rest of the request.
+	req, err := http.NewRequestWithContext(ctx, method, "", body)
 	if err != nil {
 		// Its text may quote the URL, and with it the token.
 		return nil, newRedacted("relay: request", err, tok)
 	}
+	req.URL, req.Host = u, u.Host
 	if header != nil {
 		req.Header = header.Clone()
 	}

@@ -186,7 +186,8 @@ func (l *Listener) newRequest(ctx context.Context, cmd *RequestCommand, body []b
 	if host == "" {
 		host = l.cfg.Credentials.Host
 	}
-	r := &http.Request{
+	// A value: WithContext copies it to the heap once.
+	r := http.Request{
 		Method:        cmd.Method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
