@@ -43,7 +43,7 @@ func (q *RelayRequester) Request(ctx context.Context, req ListenerRequest) (*Lis
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, q.MaxBodyBytes+1))
+	body, err := readListenerBody(resp, q.MaxBodyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the listener's response: %w", relay.ErrConnLost, err)
 	}
@@ -51,4 +51,33 @@ func (q *RelayRequester) Request(ctx context.Context, req ListenerRequest) (*Lis
 		return nil, ErrListenerBodyTooLarge
 	}
 	return &ListenerResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// readListenerBody reads resp's body, up to limit+1 bytes: into a buffer
+// of the announced length when there is one (io.ReadAll starts at 512
+// bytes and grows), nil when it is empty. A body longer than announced
+// (a Doer's own response) is read on as io.ReadAll would.
+func readListenerBody(resp *http.Response, limit int64) ([]byte, error) {
+	n := resp.ContentLength
+	if n < 0 || n > limit {
+		return io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	}
+	var body []byte
+	if n > 0 {
+		body = make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			return nil, err
+		}
+	}
+	// Read to the end, for the connection to be reused.
+	var one [1]byte
+	m, err := resp.Body.Read(one[:])
+	switch {
+	case m == 0 && err == io.EOF:
+		return body, nil
+	case err != nil && err != io.EOF:
+		return nil, err
+	}
+	rest, err := io.ReadAll(io.LimitReader(resp.Body, limit+1-n-int64(m)))
+	return append(append(body, one[:m]...), rest...), err
 }

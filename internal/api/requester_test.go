@@ -61,3 +61,34 @@ func TestRelayRequester(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayRequesterBodyLengths: the listener's body arrives whole
+// whatever its announced length says, and the limit holds.
+func TestRelayRequesterBodyLengths(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		body    string
+		length  int64
+		wantErr error
+	}{
+		{"", 0, nil},
+		{"mine", 4, nil},
+		{"mine", -1, nil},
+		{"mine", 2, nil}, // a Doer that announces less than it has
+		{"0123456789", 10, nil},
+		{"0123456789x", 11, api.ErrListenerBodyTooLarge},
+		{"0123456789x", 3, api.ErrListenerBodyTooLarge},
+	} {
+		doer := doerFunc(func(context.Context, string, string, url.Values, http.Header, io.Reader) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: tt.length, Body: io.NopCloser(strings.NewReader(tt.body))}, nil
+		})
+		rq := &api.RelayRequester{Doer: doer, MaxBodyBytes: 10}
+		resp, err := rq.Request(context.Background(), api.ListenerRequest{ID: "a", ContentType: "text/plain", Body: []byte("x")})
+		switch {
+		case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+			t.Errorf("%q (length %d): err %v, want %v", tt.body, tt.length, err, tt.wantErr)
+		case tt.wantErr == nil && (err != nil || string(resp.Body) != tt.body):
+			t.Errorf("%q (length %d): got %+v, %v", tt.body, tt.length, resp, err)
+		}
+	}
+}
