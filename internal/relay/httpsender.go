@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,7 +26,11 @@ type HTTPSender struct {
 	// a shared client that keeps up to DefaultSenderIdleConns connections
 	// alive (http.DefaultClient keeps 2, and a sender with more requests
 	// in flight would dial for nearly every one). A caller's client should
-	// raise its Transport's MaxIdleConnsPerHost likewise.
+	// raise its Transport's MaxIdleConnsPerHost likewise. Redirects are
+	// never followed, whatever the client's CheckRedirect: a listener's
+	// 3xx is its answer, and following it would send the relay token
+	// (a custom header, which net/http forwards even to another host)
+	// wherever the listener points.
 	Client *http.Client
 	// TokenTTL is the lifetime of each minted token; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
@@ -40,6 +45,8 @@ type HTTPSender struct {
 
 	queryLearned atomic.Bool                 // TokenAuto saw the query form accepted
 	token        atomic.Pointer[cachedToken] // the last token minted, reused until near its expiry
+	clientOnce   sync.Once
+	client       *http.Client // Client (or senderClient) that follows no redirect
 }
 
 // DefaultSenderIdleConns is how many idle keep-alive connections the
@@ -152,11 +159,16 @@ func (s *HTTPSender) newRequest(ctx context.Context, method, suffix string, quer
 
 // send sends req; errors never contain tok.
 func (s *HTTPSender) send(req *http.Request, tok string) (*http.Response, error) {
-	client := s.Client
-	if client == nil {
-		client = senderClient
-	}
-	resp, err := client.Do(req)
+	s.clientOnce.Do(func() {
+		c := s.Client
+		if c == nil {
+			c = senderClient
+		}
+		nc := *c
+		nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		s.client = &nc
+	})
+	resp, err := s.client.Do(req)
 	if err != nil {
 		redactURLErrors(err)
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -303,5 +304,37 @@ func TestHTTPModeKeepsSenderConnection(t *testing.T) {
 	}
 	if n := dials.Load(); n != 1 {
 		t.Errorf("%d dials for 5 sequential requests, want 1", n)
+	}
+}
+
+// TestHTTPSenderFollowsNoRedirect checks that a listener's redirect comes
+// back as its answer and that the sender does not follow it: net/http
+// would forward the relay token (a custom header) to the target, even on
+// another host.
+func TestHTTPSenderFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
+	var stolen atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		t.Errorf("redirect followed: the target got %s %s with %d headers", r.Method, r.URL, len(r.Header))
+	}))
+	t.Cleanup(evil.Close)
+	emu := emulatortest.Start(t)
+	runListener(t, emu, "hc1", relay.ListenerConfig{HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, evil.URL+"/steal", http.StatusFound)
+	})})
+	for _, client := range []*http.Client{nil, {Transport: &http.Transport{}}} {
+		s := &relay.HTTPSender{Credentials: emu.Credentials("hc1"), Client: client}
+		resp, err := s.Send(t.Context(), http.MethodGet, "", nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != evil.URL+"/steal" {
+			t.Errorf("client %v: got %d Location %q; want the listener's 302", client, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("the redirect target got %d requests", n)
 	}
 }
