@@ -108,8 +108,13 @@ type childGateway struct {
 	cmd      *exec.Cmd
 	url      string
 	adminURL string // GATEWAY_ADMIN_ADDR, where /metrics is
-	stderr   *tailBuffer
-	exited   chan struct{}
+	// log is the file the gateway's stdout and stderr go to: writing its
+	// log costs the gateway a write into the page cache, as it would
+	// into a file or a log collector's pipe, and no process of the
+	// benchmark reads it as it runs (a pipe read by this process would
+	// charge the log's cost to the emulator and listener here).
+	log    *os.File
+	exited chan struct{}
 }
 
 // startChild starts bin as a gateway on a free loopback port with poolSize
@@ -126,7 +131,11 @@ func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int, env
 	if err != nil {
 		return nil, err
 	}
-	c := &childGateway{url: "http://" + port, adminURL: "http://" + adminPort, stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
+	logf, err := os.CreateTemp("", "relaybench-gateway-*.log")
+	if err != nil {
+		return nil, err
+	}
+	c := &childGateway{url: "http://" + port, adminURL: "http://" + adminPort, log: logf, exited: make(chan struct{})}
 	c.cmd = exec.Command(bin)
 	c.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -140,9 +149,10 @@ func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int, env
 		"GATEWAY_POOL_SIZE=" + strconv.Itoa(poolSize),
 	}
 	c.cmd.Env = append(c.cmd.Env, env...)
-	c.cmd.Stdout = c.stderr
-	c.cmd.Stderr = c.stderr
+	c.cmd.Stdout = logf
+	c.cmd.Stderr = logf
 	if err := c.cmd.Start(); err != nil {
+		c.removeLog()
 		return nil, err
 	}
 	go func() { _ = c.cmd.Wait(); close(c.exited) }()
@@ -162,12 +172,14 @@ func startChild(ctx context.Context, bin string, ep *endpoint, poolSize int, env
 	})
 	select {
 	case <-c.exited:
-		return nil, fmt.Errorf("gateway exited: %s", c.stderr.String())
+		defer c.removeLog()
+		return nil, fmt.Errorf("gateway exited: %s", c.logTail())
 	default:
 	}
 	if !ready {
+		tail := c.logTail()
 		c.stop()
-		return nil, fmt.Errorf("gateway not ready after 20s (%d of %d pooled connections accepted): %s", ep.sink.open.Load(), poolSize, c.stderr.String())
+		return nil, fmt.Errorf("gateway not ready after 20s (%d of %d pooled connections accepted): %s", ep.sink.open.Load(), poolSize, tail)
 	}
 	return c, nil
 }
@@ -182,6 +194,18 @@ func (c *childGateway) stop() {
 		_ = c.cmd.Process.Kill()
 		<-c.exited
 	}
+	c.removeLog()
+}
+
+// logTail returns the last 8 KiB of the gateway's log.
+func (c *childGateway) logTail() string {
+	b, _ := os.ReadFile(c.log.Name())
+	return strings.TrimSpace(string(b[max(0, len(b)-8<<10):]))
+}
+
+func (c *childGateway) removeLog() {
+	c.log.Close()
+	os.Remove(c.log.Name())
 }
 
 // status reads a "VmRSS:   1234 kB" style field of /proc/PID/status.
