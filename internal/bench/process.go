@@ -85,9 +85,7 @@ func (r *runner) runProcesses(ctx context.Context, bin string) (*Processes, erro
 	if err != nil {
 		return nil, fmt.Errorf("bare server: %w", err)
 	}
-	ps.add(r.procMeasure(ctx, procBare, "bare net/http server (reads the body, answers 202)", bare, LoadSpec{URL: bare.url + "/messages", Body: body, Conc: conc, Want: http.StatusAccepted}))
-	stopBare()
-
+	defer stopBare()
 	warn, stopWarn, err := r.procGateway(ctx, bin, "GATEWAY_LOG_LEVEL=warn")
 	if err != nil {
 		return ps, err
@@ -99,18 +97,19 @@ func (r *runner) runProcesses(ctx context.Context, bin string) (*Processes, erro
 	}
 	defer stopInfo()
 
+	// The floor and the two log levels round-robin: this machine's speed
+	// drifts, and a ratio of runs minutes apart would measure the drift.
 	plain := LoadSpec{Body: body, Conc: conc, Want: http.StatusAccepted}
-	pw, pi := plain, plain
-	pw.URL, pi.URL = warn.url+"/messages", info.url+"/messages"
+	pb, pw, pi, rq := plain, plain, plain, plain
+	pb.URL, pw.URL, pi.URL = bare.url+"/messages", warn.url+"/messages", info.url+"/messages"
+	rq.URL, rq.Want = warn.url+"/messages?delivery=request", http.StatusOK
 	rows := r.procRepeat(ctx, []procJob{
+		{procBare, "bare net/http server (reads the body, answers 202)", bare, pb},
 		{procPlainWarn, "gateway, POST /messages, GATEWAY_LOG_LEVEL=warn", warn, pw},
 		{procPlainInfo, "gateway, POST /messages, default log level (info)", info, pi},
+		{procRequest, "gateway, POST /messages?delivery=request (warn)", warn, rq},
 	})
 	ps.add(rows...)
-
-	rq := plain
-	rq.URL, rq.Want = warn.url+"/messages?delivery=request", http.StatusOK
-	ps.add(r.procMeasure(ctx, procRequest, "gateway, POST /messages?delivery=request (warn)", warn, rq))
 
 	bname := fmt.Sprintf("gateway, POST /messages:batch of %d (warn)", batch)
 	if na := r.probeBatch(ctx, warn); na != "" {
