@@ -197,10 +197,16 @@ func (c *childGateway) stop() {
 	c.removeLog()
 }
 
-// logTail returns the last 8 KiB of the gateway's log.
+// logTail returns the last 8 KiB of the gateway's log (which may have
+// grown to hundreds of megabytes at info level).
 func (c *childGateway) logTail() string {
-	b, _ := os.ReadFile(c.log.Name())
-	return strings.TrimSpace(string(b[max(0, len(b)-8<<10):]))
+	fi, err := c.log.Stat()
+	if err != nil {
+		return ""
+	}
+	b := make([]byte, min(fi.Size(), 8<<10))
+	n, _ := c.log.ReadAt(b, fi.Size()-int64(len(b)))
+	return strings.TrimSpace(string(b[:n]))
 }
 
 func (c *childGateway) removeLog() {

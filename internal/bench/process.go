@@ -122,18 +122,17 @@ func (r *runner) runProcesses(ctx context.Context, bin string) (*Processes, erro
 	if top := ps.row(procPlainInfo); top != nil && top.Messages > 0 {
 		// The target's point, then half of it: where the open loop's p99
 		// stands once the machine is no longer near saturation.
-		r.procOpenLoop(ctx, ps, info, plain, top.Messages*r.opts.OpenFraction, procOpen, procBareOpen)
-		r.procOpenLoop(ctx, ps, info, plain, top.Messages*r.opts.OpenFraction/2, procOpenLow, procBareOpenLow)
+		r.procOpenLoop(ctx, ps, info, plain, top.Messages, r.opts.OpenFraction, procOpen, procBareOpen)
+		r.procOpenLoop(ctx, ps, info, plain, top.Messages, r.opts.OpenFraction/2, procOpenLow, procBareOpenLow)
 	}
 	return ps, nil
 }
 
-// procOpenLoop offers rate requests/s to the gateway info in an open loop,
-// then the same to a bare server: the latency floor of this machine and
-// load generator at that rate.
-func (r *runner) procOpenLoop(ctx context.Context, ps *Processes, info procTarget, plain LoadSpec, rate float64, key, bareKey string) {
-	top := ps.row(procPlainInfo)
-	pct := 100 * rate / top.Messages
+// procOpenLoop offers fraction of top requests/s to the gateway info in an
+// open loop, then the same to a bare server: the latency floor of this
+// machine and load generator at that rate.
+func (r *runner) procOpenLoop(ctx context.Context, ps *Processes, info procTarget, plain LoadSpec, top, fraction float64, key, bareKey string) {
+	rate, pct := top*fraction, 100*fraction
 	op := plain
 	op.URL, op.Conc, op.Rate = info.url+"/messages", 256, rate
 	row := r.procMeasureWindow(ctx, key, fmt.Sprintf("gateway (info), open loop at %.0f%% of its maximum", pct), info, op, r.opts.OpenWindow)

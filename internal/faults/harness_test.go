@@ -105,14 +105,7 @@ func (e *relayEmu) start() {
 	}
 	up, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			if bytes.Contains(sc.Bytes(), []byte("relay emulator listening")) {
-				once.Do(func() { close(up) })
-			}
-			e.logs.writeLine(sc.Bytes())
-		}
+		watchLog(stderr, e.logs, "relay emulator listening", up)
 		_ = cmd.Wait()
 		close(done)
 	}()
@@ -134,6 +127,24 @@ func (e *relayEmu) stop() {
 	_ = e.cmd.Process.Kill()
 	<-e.done
 	e.cmd = nil
+}
+
+// watchLog reads a process's log lines from r until it ends (the process
+// blocks if nobody reads): each goes into logs, if not nil, and up, if not
+// nil, is closed at the first line containing marker.
+func watchLog(r io.Reader, logs *syncBuffer, marker string, up chan struct{}) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if up != nil && bytes.Contains(sc.Bytes(), []byte(marker)) {
+			close(up)
+			up = nil
+		}
+		if logs != nil {
+			logs.writeLine(sc.Bytes())
+		}
+	}
+	_, _ = io.Copy(io.Discard, r) // after a line too long for the scanner
 }
 
 // syncBuffer collects a process's log lines.
@@ -258,13 +269,7 @@ func startListener(t *testing.T, name, connString string, rec *received) *listen
 		})
 	})
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			if bytes.Contains(sc.Bytes(), []byte("control channel open")) {
-				once.Do(func() { close(l.up) })
-			}
-		}
+		watchLog(stderr, nil, "control channel open", l.up)
 		_ = cmd.Wait()
 		close(exited)
 		followed.Wait()
@@ -352,11 +357,7 @@ func startGateway(t *testing.T, connString string, env ...string) *gatewayProc {
 	}
 	g := &gatewayProc{t: t, cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}, base: "http://" + addr}
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			g.logs.writeLine(sc.Bytes())
-		}
+		watchLog(stderr, g.logs, "", nil)
 		g.err = cmd.Wait()
 		close(g.done)
 	}()

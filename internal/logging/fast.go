@@ -21,8 +21,8 @@ type fastHandler struct {
 	json   bool
 	level  slog.Leveler
 	w      io.Writer // whole lines, one Write each (see lockedWriter)
-	prefix []byte    // the WithAttrs attrs, encoded; nil with fast off
-	fast   bool      // false once an attr or group needs the standard handler
+	prefix []byte    // the WithAttrs attrs, encoded (while fast)
+	fast   bool      // false once an attr needs the standard handler
 }
 
 // newFastHandler returns a handler for w (text or JSON) at level.
@@ -196,7 +196,7 @@ func (h *fastHandler) appendString(b []byte, s string) ([]byte, bool) {
 		switch c := s[i]; {
 		case c == ' ' || c == '=':
 			quote = true
-		case c < 0x21 || c > 0x7e || c == '"' || c == '\\':
+		case escapes(c):
 			return b, false
 		}
 	}
@@ -211,12 +211,16 @@ func (h *fastHandler) appendString(b []byte, s string) ([]byte, bool) {
 // plain reports whether s needs no quoting in either format.
 func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' || c == '=' {
+		if c := s[i]; c == ' ' || c == '=' || escapes(c) {
 			return false
 		}
 	}
 	return true
 }
+
+// escapes reports whether c is a byte the fast path leaves to slog: not
+// printable ASCII (space aside), a quote or a backslash.
+func escapes(c byte) bool { return c < 0x20 || c > 0x7e || c == '"' || c == '\\' }
 
 // appendRFC3339Millis is the text handler's time format: RFC 3339 with
 // exactly three digits of milliseconds (truncated).
