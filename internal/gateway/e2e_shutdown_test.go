@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/internal/config"
+	"github.com/relaygate/relaygate/internal/testlog"
 )
 
 // TestE2EDrainUnderLoad shuts the gateway down while clients keep posting
@@ -77,11 +78,16 @@ func TestE2EDrainUnderLoad(t *testing.T) {
 	}
 	drained := make(chan struct{})
 	go func() { e.gw.Drain(t.Context()); close(drained) }()
-	if r, err := plain.Get(e.base + "/readyz"); err != nil || r.StatusCode != 503 {
-		t.Errorf("readyz once draining: %v %v; want 503", r, err)
-	} else {
+	// Drain turns /readyz to 503 first of all, but on its own goroutine:
+	// wait for it (api's health test checks it is immediate).
+	testlog.WaitFor(t, "readyz 503 once draining", func() bool {
+		r, err := plain.Get(e.base + "/readyz")
+		if err != nil {
+			return false
+		}
 		r.Body.Close()
-	}
+		return r.StatusCode == 503
+	})
 	before := len(progress)
 	<-drained
 	if len(progress) == before {
