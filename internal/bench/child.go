@@ -79,6 +79,8 @@ type LoadResult struct {
 	P50      time.Duration    `json:"p50,omitempty"`
 	P99      time.Duration    `json:"p99,omitempty"`
 	Max      time.Duration    `json:"max,omitempty"`
+	SvcP99   time.Duration    `json:"svc_p99,omitempty"` // open loop: p99 from the moment a worker began
+	Late     int64            `json:"late,omitempty"`    // open loop: arrivals handed out over 1 ms late
 	Errors   map[string]int64 `json:"errors,omitempty"`
 }
 
@@ -123,6 +125,7 @@ func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
 	return json.NewEncoder(out).Encode(LoadResult{
 		Requests: res.Measured, Messages: msgs.Load(), Window: res.Window,
 		P50: sum.P50, P99: sum.P99, Max: sum.Max, Errors: res.Errors,
+		SvcP99: res.Service.summarize().P99, Late: res.Late,
 	})
 }
 

@@ -242,19 +242,15 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 	}
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	pace := newPacer(interval)
+	defer pace.stop()
 	for i := 0; i < n && ctx.Err() == nil; {
 		now := time.Now()
 		// Hand out every arrival that is due; sleep until the next one.
 		for ; i < n; i++ {
-			t := start.Add(time.Duration(i) * interval)
+			t := start.Add(time.Duration(i+1) * interval)
 			if t.After(now) {
-				timer.Reset(t.Sub(now))
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
-				}
+				pace.wait(ctx, t)
 				break
 			}
 			due <- t
@@ -273,6 +269,29 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 	res.Measured = int64(len(res.Latencies))
 	return res
 }
+
+// pacer is openLoop's clock: wait returns at t (or at the next tick of
+// a periodic clock whose ticks fall on the arrivals) or when ctx is done.
+type pacer interface {
+	wait(ctx context.Context, t time.Time)
+	stop()
+}
+
+// timerPacer paces with a Go timer: up to a millisecond or two late (see
+// the Linux newPacer).
+type timerPacer struct{ t *time.Timer }
+
+func newTimerPacer() pacer { return &timerPacer{time.NewTimer(time.Hour)} }
+
+func (p *timerPacer) wait(ctx context.Context, t time.Time) {
+	p.t.Reset(time.Until(t))
+	select {
+	case <-p.t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (p *timerPacer) stop() { p.t.Stop() }
 
 // wait waits d or until ctx is done. Load phases are timed, not
 // synchronised: this is the benchmark's clock.
