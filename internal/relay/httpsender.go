@@ -30,7 +30,10 @@ type HTTPSender struct {
 	// never followed, whatever the client's CheckRedirect: a listener's
 	// 3xx is its answer, and following it would send the relay token
 	// (a custom header, which net/http forwards even to another host)
-	// wherever the listener points.
+	// wherever the listener points. A client whose Transport is an
+	// *http.Transport (or nil) has its small requests written and their
+	// answers read on the caller's goroutine, with the Transport's dial,
+	// TLS, proxy and idle settings (see inlineTransport).
 	Client *http.Client
 	// TokenTTL is the lifetime of each minted token; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
@@ -166,6 +169,12 @@ func (s *HTTPSender) send(req *http.Request, tok string) (*http.Response, error)
 		}
 		nc := *c
 		nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		if nc.Transport == nil {
+			nc.Transport = http.DefaultTransport
+		}
+		if tr, ok := nc.Transport.(*http.Transport); ok {
+			nc.Transport = inlineFor(tr)
+		}
 		s.client = &nc
 	})
 	resp, err := s.client.Do(req)
