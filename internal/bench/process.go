@@ -58,6 +58,8 @@ type ProcRow struct {
 	RelayCPU  time.Duration // the benchmark process (emulator + listener) per message
 	P50, P99  time.Duration
 	Max       time.Duration
+	SvcP99    time.Duration // open loop: p99 from the moment a worker began the request
+	Late      int64         // open loop: arrivals the generator handed out over 1 ms late
 	Offered   float64 // open loop only
 	Errors    int64
 	ErrorText string
@@ -247,7 +249,7 @@ func (r *runner) procMeasureWindow(ctx context.Context, key, name string, t proc
 	if t.sink != nil {
 		row.RelayCPU = perOp(self1-self0, row.Messages*secs)
 	}
-	row.P50, row.P99, row.Max = res.P50, res.P99, res.Max
+	row.P50, row.P99, row.Max, row.SvcP99, row.Late = res.P50, res.P99, res.Max, res.SvcP99, res.Late
 	for k, v := range res.Errors {
 		row.Errors += v
 		row.ErrorText += fmt.Sprintf("%d× %s ", v, k)

@@ -51,7 +51,7 @@ func sampleReport() *Report {
 			{Key: procPlainInfo, Name: "info", Requests: 24000, Messages: 24000, CPU: 0.6, CPUPerReq: 25 * time.Microsecond, CPUPerMsg: 25 * time.Microsecond, Errors: 2, ErrorText: "2× HTTP 503 overloaded"},
 			{Key: procRequest, Name: "request", Requests: 13000, Messages: 13000, CPU: 0.5, CPUPerReq: 40 * time.Microsecond, CPUPerMsg: 40 * time.Microsecond},
 			{Key: procBatch, Name: "batch", NA: "n/a: POST /messages:batch answered 404"},
-			{Key: procOpen, Name: "open", Requests: 12000, Messages: 12000, Offered: 12000, P50: lat.P50, P99: 1500 * time.Microsecond},
+			{Key: procOpen, Name: "open", Requests: 12000, Messages: 12000, Offered: 12000, P50: lat.P50, P99: 1500 * time.Microsecond, SvcP99: 1200 * time.Microsecond, Late: 42},
 			{Key: procOpenLow, Name: "open low", Requests: 6000, Messages: 6000, Offered: 6000, P50: lat.P50, P99: 900 * time.Microsecond},
 			{Key: procBareOpenLow, Name: "bare open low", Requests: 6000, Messages: 6000, Offered: 6000, P50: lat.P50, P99: 800 * time.Microsecond},
 		}},
