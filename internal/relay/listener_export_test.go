@@ -1,5 +1,7 @@
 package relay
 
+import "context"
+
 // Sessions reports how many control channels l has opened, so tests can
 // observe reconnects.
 func (l *Listener) Sessions() int64 { return l.sessions.Load() }
@@ -13,3 +15,16 @@ func (l *Listener) Connected() bool {
 	defer l.mu.Unlock()
 	return l.connected
 }
+
+// ServeInlineAsync serves cmd as the control channel's reader serves an
+// inline request, on a handler goroutine, and passes the encoded response
+// to done instead of the control channel.
+func (l *Listener) ServeInlineAsync(ctx context.Context, cmd *RequestCommand, body []byte, done func(msg, body []byte)) {
+	l.spawn(func() {
+		resp := l.serveHTTP(ctx, cmd, body)
+		done(resp.encode(cmd.ID))
+	})
+}
+
+// WaitHandlers waits for every handler goroutine.
+func (l *Listener) WaitHandlers() { l.handlers.Wait() }
