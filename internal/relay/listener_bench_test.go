@@ -1,3 +1,5 @@
+//go:build unix
+
 package relay_test
 
 import (
@@ -43,9 +45,11 @@ func BenchmarkListenerServeInline(b *testing.B) {
 		<-inFlight
 	}
 	b.ReportAllocs()
+	cpu0 := processCPU(b)
 	for b.Loop() {
 		inFlight <- struct{}{}
 		l.ServeInlineAsync(ctx, cmd, body, done)
 	}
 	l.WaitHandlers()
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
