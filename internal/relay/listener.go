@@ -112,7 +112,10 @@ type Listener struct {
 	placer *tokenPlacer // where control-channel dials put the token; safe for concurrent use
 
 	closeOnce sync.Once
-	handlers  sync.WaitGroup // accept and request goroutines
+	handlers  sync.WaitGroup // handler goroutines (accepts and requests), busy or idle
+	work      chan func()    // hands work to an idle handler goroutine; unbuffered
+	idle      atomic.Int32   // handler goroutines waiting on work
+	stopped   chan struct{}  // closed when Run returns: idle handler goroutines exit
 	sessions  atomic.Int64   // control channels opened, for tests
 	rvDials   atomic.Int64   // request rendezvous dialled, for tests
 
@@ -159,11 +162,13 @@ func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
 		cfg.Now = time.Now
 	}
 	return &Listener{
-		cfg:    cfg,
-		log:    log.With("entity", cfg.Credentials.EntityPath),
-		done:   make(chan struct{}),
-		connCh: make(chan struct{}),
-		placer: &tokenPlacer{p: cfg.TokenPlacement},
+		cfg:     cfg,
+		log:     log.With("entity", cfg.Credentials.EntityPath),
+		done:    make(chan struct{}),
+		connCh:  make(chan struct{}),
+		work:    make(chan func()),
+		stopped: make(chan struct{}),
+		placer:  &tokenPlacer{p: cfg.TokenPlacement},
 	}, nil
 }
 
@@ -185,6 +190,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	l.mu.Unlock()
 
 	defer l.handlers.Wait()
+	defer close(l.stopped) // no more work: idle handler goroutines exit
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -627,13 +633,56 @@ func readInto(ws *websocket.Conn, buf []byte) (websocket.MessageType, []byte, er
 	}
 }
 
-// spawn runs f in a goroutine that Run waits for.
+// Handler goroutines. A request's handler grows its goroutine's stack
+// (net/http types, the HTTPHandler, JSON encoding): a finished handler
+// goroutine waits a while for the next command instead of exiting, so that
+// its grown stack serves the next request instead of being grown again.
+const (
+	// handlerIdle is how long a handler goroutine waits for more work.
+	handlerIdle = 5 * time.Second
+	// maxIdleHandlers bounds the handler goroutines waiting for work.
+	maxIdleHandlers = 64
+)
+
+// spawn runs f on a handler goroutine: an idle one, or a new one when none
+// is idle. Run waits for every handler goroutine.
 func (l *Listener) spawn(f func()) {
-	l.handlers.Add(1)
-	go func() {
-		defer l.handlers.Done()
+	select {
+	case l.work <- f:
+	default:
+		l.handlers.Add(1)
+		go l.handle(f)
+	}
+}
+
+// handle runs f and then whatever next hands it, until next gives none.
+func (l *Listener) handle(f func()) {
+	defer l.handlers.Done()
+	idle := time.NewTimer(handlerIdle)
+	defer idle.Stop()
+	for f != nil {
 		f()
-	}()
+		f = l.next(idle)
+	}
+}
+
+// next waits up to handlerIdle for more work and returns it. It returns
+// nil, for the goroutine to exit, when none comes, when maxIdleHandlers
+// goroutines already wait, or once Run has returned.
+func (l *Listener) next(idle *time.Timer) func() {
+	defer l.idle.Add(-1)
+	if l.idle.Add(1) > maxIdleHandlers {
+		return nil
+	}
+	idle.Reset(handlerIdle)
+	select {
+	case f := <-l.work:
+		return f
+	case <-idle.C:
+		return nil
+	case <-l.stopped:
+		return nil
+	}
 }
 
 var _ io.Closer = (*Listener)(nil)

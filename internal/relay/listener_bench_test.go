@@ -50,6 +50,8 @@ func BenchmarkListenerServeInline(b *testing.B) {
 		inFlight <- struct{}{}
 		l.ServeInlineAsync(ctx, cmd, body, done)
 	}
-	l.WaitHandlers()
+	for range cap(inFlight) {
+		inFlight <- struct{}{} // the last requests are done
+	}
 	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }

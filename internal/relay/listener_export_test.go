@@ -25,6 +25,3 @@ func (l *Listener) ServeInlineAsync(ctx context.Context, cmd *RequestCommand, bo
 		done(resp.encode(cmd.ID))
 	})
 }
-
-// WaitHandlers waits for every handler goroutine.
-func (l *Listener) WaitHandlers() { l.handlers.Wait() }
