@@ -360,10 +360,12 @@ type session struct {
 }
 
 // outCmd is a command (and optional body message) for writeLoop; done,
-// if not nil, gets the write's outcome.
+// if not nil, gets the write's outcome, and free, if not nil, is the
+// response that msg and body belong to, freed once they are written.
 type outCmd struct {
 	msg, body []byte
 	done      chan error // buffer 1
+	free      *bufferedResponse
 }
 
 // Control-channel write queue limits.
@@ -472,13 +474,13 @@ func (s *session) send(msg, body []byte) error {
 	}
 }
 
-// post queues a JSON command and, if body is non-nil, one binary message
-// right after it for writeLoop without waiting for the write: an HTTP
-// handler's goroutine ends as soon as its response is queued. A write
+// post queues c (a JSON command and, if c.body is non-nil, one binary
+// message right after it) for writeLoop without waiting for the write: an
+// HTTP handler's goroutine ends as soon as its response is queued. A write
 // that fails ends the session, which logs it.
-func (s *session) post(msg, body []byte) error {
+func (s *session) post(c *outCmd) error {
 	select {
-	case s.sendq <- &outCmd{msg: msg, body: body}:
+	case s.sendq <- c:
 		return nil
 	case <-s.ctx.Done():
 		return ErrConnLost
@@ -535,6 +537,9 @@ func (s *session) writeBatch(batch []*outCmd) error {
 	for _, c := range batch {
 		if c.done != nil {
 			c.done <- err
+		}
+		if c.free != nil {
+			c.free.free()
 		}
 	}
 	return err

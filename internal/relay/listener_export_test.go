@@ -23,5 +23,6 @@ func (l *Listener) ServeInlineAsync(ctx context.Context, cmd *RequestCommand, bo
 	l.spawn(func() {
 		resp := l.serveHTTP(ctx, cmd, body)
 		done(resp.encode(cmd.ID))
+		resp.free()
 	})
 }
