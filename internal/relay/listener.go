@@ -519,19 +519,25 @@ func (s *session) writeLoop() {
 // writeBatch writes batch's commands in order, corked when that saves a
 // syscall, and tells each the batch's outcome.
 func (s *session) writeBatch(batch []*outCmd) error {
-	corked := s.raw != nil && len(batch)+countBodies(batch) > 1
-	if corked {
-		s.raw.Cork()
-	}
 	var err error
-	for _, c := range batch {
-		if err == nil {
-			err = writeCommand(s.ctx, s.ws, c.msg, c.body)
+	if s.raw != nil && len(batch)+countBodies(batch) > 1 {
+		// Corked, ws.Write only fills the cork buffer and cannot block:
+		// no write timeout per frame (a context without Done arms none in
+		// coder/websocket); Uncork's deadline bounds the one real write.
+		s.raw.Cork()
+		for _, c := range batch {
+			if err == nil {
+				err = writeFrames(context.Background(), s.ws, c.msg, c.body)
+			}
 		}
-	}
-	if corked {
 		if uerr := s.raw.Uncork(time.Now().Add(writeTimeout)); err == nil {
 			err = uerr
+		}
+	} else {
+		for _, c := range batch {
+			if err == nil {
+				err = writeCommand(s.ctx, s.ws, c.msg, c.body)
+			}
 		}
 	}
 	for _, c := range batch {
@@ -561,11 +567,16 @@ func countBodies(batch []*outCmd) int {
 func writeCommand(ctx context.Context, ws *websocket.Conn, msg, body []byte) error {
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	if err := ws.Write(wctx, websocket.MessageText, msg); err != nil {
+	return writeFrames(wctx, ws, msg, body)
+}
+
+// writeFrames writes msg and optional body, bounded by ctx.
+func writeFrames(ctx context.Context, ws *websocket.Conn, msg, body []byte) error {
+	if err := ws.Write(ctx, websocket.MessageText, msg); err != nil {
 		return err
 	}
 	if body != nil {
-		return ws.Write(wctx, websocket.MessageBinary, body)
+		return ws.Write(ctx, websocket.MessageBinary, body)
 	}
 	return nil
 }
