@@ -310,7 +310,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		setPayload(&line, body)
 	}
 	h.print(&line)
-	if ctx := r.Context(); h.log.Enabled(ctx, slog.LevelInfo) {
+	if ctx := context.Background(); h.log.Enabled(ctx, slog.LevelInfo) { // Info's context, without boxing
 		h.log.LogAttrs(ctx, slog.LevelInfo, "request received", slog.String("request", id), slog.String("method", r.Method),
 			slog.String("target", r.URL.Path), slog.Int("bytes", len(body)))
 	}

@@ -60,8 +60,9 @@ type ListenerConfig struct {
 	// listener stops; the connection outlives control-channel reconnects.
 	// nil rejects every WebSocket sender with 501.
 	ConnHandler func(ctx context.Context, c *ListenerConn)
-	// HTTPHandler serves HTTP request mode, one goroutine per request, with
-	// the response buffered (up to ReadLimit bytes); nil answers 501.
+	// HTTPHandler serves HTTP request mode, one goroutine per request (a
+	// finished request's goroutine may serve a later one), with the
+	// response buffered (up to ReadLimit bytes); nil answers 501.
 	HTTPHandler http.Handler
 	// TokenTTL is the lifetime of each minted token; 0 means
 	// DefaultTokenTTL.
@@ -521,9 +522,10 @@ func (s *session) writeLoop() {
 func (s *session) writeBatch(batch []*outCmd) error {
 	var err error
 	if s.raw != nil && len(batch)+countBodies(batch) > 1 {
-		// Corked, ws.Write only fills the cork buffer and cannot block:
-		// no write timeout per frame (a context without Done arms none in
-		// coder/websocket); Uncork's deadline bounds the one real write.
+		// Corked, ws.Write only fills the cork buffer, without network
+		// I/O: it needs no timeout (a context without Done arms none in
+		// coder/websocket, which costs per frame); Uncork's deadline
+		// bounds the one real write.
 		s.raw.Cork()
 		for _, c := range batch {
 			if err == nil {
