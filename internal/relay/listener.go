@@ -520,26 +520,27 @@ func (s *session) writeLoop() {
 // writeBatch writes batch's commands in order, corked when that saves a
 // syscall, and tells each the batch's outcome.
 func (s *session) writeBatch(batch []*outCmd) error {
-	var err error
-	if s.raw != nil && len(batch)+countBodies(batch) > 1 {
-		// Corked, ws.Write only fills the cork buffer, without network
-		// I/O: it needs no timeout (a context without Done arms none in
-		// coder/websocket, which costs per frame); Uncork's deadline
-		// bounds the one real write.
+	corked := s.raw != nil && len(batch)+countBodies(batch) > 1
+	if corked {
 		s.raw.Cork()
-		for _, c := range batch {
-			if err == nil {
-				err = writeFrames(context.Background(), s.ws, c.msg, c.body)
-			}
+	}
+	var err error
+	for _, c := range batch {
+		switch {
+		case err != nil:
+		case corked:
+			// ws.Write only fills the cork buffer, without network I/O:
+			// no timeout (a context without Done arms none in
+			// coder/websocket, which costs per frame); Uncork's deadline
+			// bounds the one real write.
+			err = writeFrames(context.Background(), s.ws, c.msg, c.body)
+		default:
+			err = writeCommand(s.ctx, s.ws, c.msg, c.body)
 		}
+	}
+	if corked {
 		if uerr := s.raw.Uncork(time.Now().Add(writeTimeout)); err == nil {
 			err = uerr
-		}
-	} else {
-		for _, c := range batch {
-			if err == nil {
-				err = writeCommand(s.ctx, s.ws, c.msg, c.body)
-			}
 		}
 	}
 	for _, c := range batch {
