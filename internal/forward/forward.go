@@ -203,12 +203,16 @@ func setPayload(l *Line, data []byte) {
 
 // print writes l as one line.
 func (h *Handler) print(l *Line) {
-	b, err := json.Marshal(l)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	b, err := appendLine((*buf)[:0], l)
 	if err != nil {
+		_, err = json.Marshal(*l) // for its error (a copy: l does not escape)
 		h.log.Error("encode line", "err", err)
 		return
 	}
 	b = append(b, '\n')
+	*buf = b
 	h.outMu.Lock()
 	defer h.outMu.Unlock()
 	if _, err := h.out.Write(b); err != nil {
@@ -284,7 +288,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := relay.NewID()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	bodyBuf := getBuffer()
+	defer putBuffer(bodyBuf)
+	read := bytes.NewBuffer((*bodyBuf)[:0])
+	_, err := read.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body := read.Bytes()
+	*bodyBuf = body
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -301,12 +310,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		setPayload(&line, body)
 	}
 	h.print(&line)
-	h.log.Info("request received", "request", id, "method", r.Method, "target", r.URL.Path, "bytes", len(body))
+	if ctx := context.Background(); h.log.Enabled(ctx, slog.LevelInfo) { // Info's context, without boxing
+		h.log.LogAttrs(ctx, slog.LevelInfo, "request received", slog.String("request", id), slog.String("method", r.Method),
+			slog.String("target", r.URL.Path), slog.Int("bytes", len(body)))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(Receipt{
-		Status: "received", Request: id, Method: r.Method, Target: r.URL.RequestURI(), Bytes: len(body), Received: now,
-	})
+	rc := Receipt{Status: "received", Request: id, Method: r.Method, Target: line.Target, Bytes: len(body), Received: now}
+	b, err := appendReceipt((*bodyBuf)[:0], &rc) // the body is printed: its buffer is free
+	if err != nil {
+		_ = json.NewEncoder(w).Encode(rc) // fails as appendReceipt did
+		return
+	}
+	*bodyBuf = b
+	_, _ = w.Write(b)
 }
 
 // rewrite maps a relayed request onto the target: the prefix is stripped,

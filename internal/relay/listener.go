@@ -60,8 +60,9 @@ type ListenerConfig struct {
 	// listener stops; the connection outlives control-channel reconnects.
 	// nil rejects every WebSocket sender with 501.
 	ConnHandler func(ctx context.Context, c *ListenerConn)
-	// HTTPHandler serves HTTP request mode, one goroutine per request, with
-	// the response buffered (up to ReadLimit bytes); nil answers 501.
+	// HTTPHandler serves HTTP request mode, one goroutine per request (a
+	// finished request's goroutine may serve a later one), with the
+	// response buffered (up to ReadLimit bytes); nil answers 501.
 	HTTPHandler http.Handler
 	// TokenTTL is the lifetime of each minted token; 0 means
 	// DefaultTokenTTL.
@@ -112,7 +113,10 @@ type Listener struct {
 	placer *tokenPlacer // where control-channel dials put the token; safe for concurrent use
 
 	closeOnce sync.Once
-	handlers  sync.WaitGroup // accept and request goroutines
+	handlers  sync.WaitGroup // handler goroutines (accepts and requests), busy or idle
+	work      chan func()    // hands work to an idle handler goroutine; unbuffered
+	idle      atomic.Int32   // handler goroutines waiting on work
+	stopped   chan struct{}  // closed when Run returns: idle handler goroutines exit
 	sessions  atomic.Int64   // control channels opened, for tests
 	rvDials   atomic.Int64   // request rendezvous dialled, for tests
 
@@ -159,11 +163,13 @@ func NewListener(cfg ListenerConfig, log *slog.Logger) (*Listener, error) {
 		cfg.Now = time.Now
 	}
 	return &Listener{
-		cfg:    cfg,
-		log:    log.With("entity", cfg.Credentials.EntityPath),
-		done:   make(chan struct{}),
-		connCh: make(chan struct{}),
-		placer: &tokenPlacer{p: cfg.TokenPlacement},
+		cfg:     cfg,
+		log:     log.With("entity", cfg.Credentials.EntityPath),
+		done:    make(chan struct{}),
+		connCh:  make(chan struct{}),
+		work:    make(chan func()),
+		stopped: make(chan struct{}),
+		placer:  &tokenPlacer{p: cfg.TokenPlacement},
 	}, nil
 }
 
@@ -185,6 +191,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	l.mu.Unlock()
 
 	defer l.handlers.Wait()
+	defer close(l.stopped) // no more work: idle handler goroutines exit
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -354,10 +361,12 @@ type session struct {
 }
 
 // outCmd is a command (and optional body message) for writeLoop; done,
-// if not nil, gets the write's outcome.
+// if not nil, gets the write's outcome, and free, if not nil, is the
+// response that msg and body belong to, freed once they are written.
 type outCmd struct {
 	msg, body []byte
 	done      chan error // buffer 1
+	free      *bufferedResponse
 }
 
 // Control-channel write queue limits.
@@ -466,13 +475,13 @@ func (s *session) send(msg, body []byte) error {
 	}
 }
 
-// post queues a JSON command and, if body is non-nil, one binary message
-// right after it for writeLoop without waiting for the write: an HTTP
-// handler's goroutine ends as soon as its response is queued. A write
+// post queues c (a JSON command and, if c.body is non-nil, one binary
+// message right after it) for writeLoop without waiting for the write: an
+// HTTP handler's goroutine ends as soon as its response is queued. A write
 // that fails ends the session, which logs it.
-func (s *session) post(msg, body []byte) error {
+func (s *session) post(c *outCmd) error {
 	select {
-	case s.sendq <- &outCmd{msg: msg, body: body}:
+	case s.sendq <- c:
 		return nil
 	case <-s.ctx.Done():
 		return ErrConnLost
@@ -517,7 +526,15 @@ func (s *session) writeBatch(batch []*outCmd) error {
 	}
 	var err error
 	for _, c := range batch {
-		if err == nil {
+		switch {
+		case err != nil:
+		case corked:
+			// ws.Write only fills the cork buffer, without network I/O:
+			// no timeout (a context without Done arms none in
+			// coder/websocket, which costs per frame); Uncork's deadline
+			// bounds the one real write.
+			err = writeFrames(context.Background(), s.ws, c.msg, c.body)
+		default:
 			err = writeCommand(s.ctx, s.ws, c.msg, c.body)
 		}
 	}
@@ -529,6 +546,9 @@ func (s *session) writeBatch(batch []*outCmd) error {
 	for _, c := range batch {
 		if c.done != nil {
 			c.done <- err
+		}
+		if c.free != nil {
+			c.free.free()
 		}
 	}
 	return err
@@ -550,11 +570,16 @@ func countBodies(batch []*outCmd) int {
 func writeCommand(ctx context.Context, ws *websocket.Conn, msg, body []byte) error {
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	if err := ws.Write(wctx, websocket.MessageText, msg); err != nil {
+	return writeFrames(wctx, ws, msg, body)
+}
+
+// writeFrames writes msg and optional body, bounded by ctx.
+func writeFrames(ctx context.Context, ws *websocket.Conn, msg, body []byte) error {
+	if err := ws.Write(ctx, websocket.MessageText, msg); err != nil {
 		return err
 	}
 	if body != nil {
-		return ws.Write(wctx, websocket.MessageBinary, body)
+		return ws.Write(ctx, websocket.MessageBinary, body)
 	}
 	return nil
 }
@@ -627,13 +652,56 @@ func readInto(ws *websocket.Conn, buf []byte) (websocket.MessageType, []byte, er
 	}
 }
 
-// spawn runs f in a goroutine that Run waits for.
+// Handler goroutines. A request's handler grows its goroutine's stack
+// (net/http types, the HTTPHandler, JSON encoding): a finished handler
+// goroutine waits a while for the next command instead of exiting, so that
+// its grown stack serves the next request instead of being grown again.
+const (
+	// handlerIdle is how long a handler goroutine waits for more work.
+	handlerIdle = 5 * time.Second
+	// maxIdleHandlers bounds the handler goroutines waiting for work.
+	maxIdleHandlers = 64
+)
+
+// spawn runs f on a handler goroutine: an idle one, or a new one when none
+// is idle. Run waits for every handler goroutine.
 func (l *Listener) spawn(f func()) {
-	l.handlers.Add(1)
-	go func() {
-		defer l.handlers.Done()
+	select {
+	case l.work <- f:
+	default:
+		l.handlers.Add(1)
+		go l.handle(f)
+	}
+}
+
+// handle runs f and then whatever next hands it, until next gives none.
+func (l *Listener) handle(f func()) {
+	defer l.handlers.Done()
+	idle := time.NewTimer(handlerIdle)
+	defer idle.Stop()
+	for f != nil {
 		f()
-	}()
+		f = l.next(idle)
+	}
+}
+
+// next waits up to handlerIdle for more work and returns it. It returns
+// nil, for the goroutine to exit, when none comes, when maxIdleHandlers
+// goroutines already wait, or once Run has returned.
+func (l *Listener) next(idle *time.Timer) func() {
+	defer l.idle.Add(-1)
+	if l.idle.Add(1) > maxIdleHandlers {
+		return nil
+	}
+	idle.Reset(handlerIdle)
+	select {
+	case f := <-l.work:
+		return f
+	case <-idle.C:
+		return nil
+	case <-l.stopped:
+		return nil
+	}
 }
 
 var _ io.Closer = (*Listener)(nil)

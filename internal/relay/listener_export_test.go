@@ -1,5 +1,7 @@
 package relay
 
+import "context"
+
 // Sessions reports how many control channels l has opened, so tests can
 // observe reconnects.
 func (l *Listener) Sessions() int64 { return l.sessions.Load() }
@@ -12,4 +14,15 @@ func (l *Listener) Connected() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.connected
+}
+
+// ServeInlineAsync serves cmd as the control channel's reader serves an
+// inline request, on a handler goroutine, and passes the encoded response
+// to done instead of the control channel.
+func (l *Listener) ServeInlineAsync(ctx context.Context, cmd *RequestCommand, body []byte, done func(msg, body []byte)) {
+	l.spawn(func() {
+		resp := l.serveHTTP(ctx, cmd, body)
+		done(resp.encode(cmd.ID))
+		resp.free()
+	})
 }

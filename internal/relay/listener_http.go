@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/coder/websocket"
 )
@@ -26,11 +26,13 @@ func (l *Listener) serveInline(s *session, cmd *RequestCommand, body []byte) {
 	resp := l.serveHTTP(s.lctx, cmd, body)
 	msg, rbody := resp.encode(cmd.ID)
 	if len(rbody) <= MaxInlineBody {
-		if err := s.post(msg, rbody); err != nil {
+		// writeLoop frees resp once it has written it.
+		if err := s.post(&outCmd{msg: msg, body: rbody, free: resp}); err != nil {
 			l.log.Warn("response lost with the control channel", "id", cmd.ID, "err", err)
 		}
 		return
 	}
+	defer resp.free()
 	if cmd.Address == "" {
 		l.log.Warn("response too large for the control channel and no rendezvous address", "id", cmd.ID, "bytes", len(rbody))
 		return
@@ -65,6 +67,7 @@ func (l *Listener) serveRendezvous(lctx context.Context, cmd *RequestCommand) {
 		req.ID = cmd.ID
 	}
 	resp := l.serveHTTP(lctx, req, body)
+	defer resp.free()
 	msg, rbody := resp.encode(req.ID)
 	l.respondAndClose(ctx, ws, req.ID, msg, rbody)
 }
@@ -127,7 +130,7 @@ func (l *Listener) respondAndClose(ctx context.Context, ws *websocket.Conn, id s
 // buffering ResponseWriter and returns the response. Handler panics give
 // 500 and an unparsable request 400, as an HTTP server would.
 func (l *Listener) serveHTTP(lctx context.Context, cmd *RequestCommand, body []byte) *bufferedResponse {
-	w := &bufferedResponse{header: http.Header{}, limit: l.cfg.ReadLimit}
+	w := newBufferedResponse(l.cfg.ReadLimit)
 	if l.cfg.HTTPHandler == nil {
 		w.WriteHeader(http.StatusNotImplemented)
 		return w
@@ -146,7 +149,7 @@ func (l *Listener) serveHTTP(lctx context.Context, cmd *RequestCommand, body []b
 				if p != http.ErrAbortHandler {
 					l.log.Error("HTTP handler panicked", "id", cmd.ID, "panic", fmt.Sprint(p))
 				}
-				*w = bufferedResponse{header: http.Header{}}
+				w.reset(w.limit)
 				w.WriteHeader(http.StatusInternalServerError)
 			}
 		}()
@@ -157,7 +160,7 @@ func (l *Listener) serveHTTP(lctx context.Context, cmd *RequestCommand, body []b
 	}
 	if w.overflow {
 		l.log.Warn("HTTP response larger than the read limit", "id", cmd.ID, "limit", l.cfg.ReadLimit)
-		*w = bufferedResponse{header: http.Header{}}
+		w.reset(w.limit)
 		w.WriteHeader(http.StatusInternalServerError)
 	}
 	return w
@@ -200,7 +203,7 @@ func (l *Listener) newRequest(ctx context.Context, cmd *RequestCommand, body []b
 		RequestURI:    target,
 	}
 	if len(body) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &requestBody{Reader: *bytes.NewReader(body)}
 	}
 	if re := cmd.RemoteEndpoint; re != nil && re.Address != "" {
 		r.RemoteAddr = net.JoinHostPort(re.Address, strconv.Itoa(re.Port))
@@ -221,9 +224,16 @@ func validMethod(m string) bool {
 	return true
 }
 
+// requestBody is a request's body: one allocation where io.NopCloser
+// around a bytes.Reader takes two.
+type requestBody struct{ bytes.Reader }
+
+func (*requestBody) Close() error { return nil }
+
 // bufferedResponse is the http.ResponseWriter given to HTTPHandler: it
 // buffers the whole response, up to limit bytes of body. It is used by one
-// handler goroutine.
+// handler goroutine, then by whoever writes the encoded response, which
+// frees it for the next request.
 type bufferedResponse struct {
 	header      http.Header
 	code        int
@@ -231,6 +241,41 @@ type bufferedResponse struct {
 	limit       int64
 	overflow    bool
 	wroteHeader bool
+
+	// Kept across requests, with header and body: encode's buffers.
+	msg     []byte
+	headers map[string]string
+}
+
+// bufferedResponses holds freed responses, with their buffers.
+var bufferedResponses = sync.Pool{New: func() any {
+	return &bufferedResponse{header: http.Header{}, headers: map[string]string{}}
+}}
+
+// maxPooledResponse bounds the body buffer a freed response keeps.
+const maxPooledResponse = 64 << 10
+
+func newBufferedResponse(limit int64) *bufferedResponse {
+	w := bufferedResponses.Get().(*bufferedResponse)
+	w.limit = limit
+	return w
+}
+
+// reset makes w a fresh response, keeping its buffers.
+func (w *bufferedResponse) reset(limit int64) {
+	clear(w.header)
+	w.body.Reset()
+	w.code, w.limit, w.overflow, w.wroteHeader = 0, limit, false, false
+}
+
+// free hands w, and the command and body that encode returned, back for
+// reuse; nothing may use them afterwards.
+func (w *bufferedResponse) free() {
+	if w.body.Cap() > maxPooledResponse {
+		return
+	}
+	w.reset(0)
+	bufferedResponses.Put(w)
 }
 
 func (w *bufferedResponse) Header() http.Header { return w.header }
@@ -268,14 +313,16 @@ func (w *bufferedResponse) encode(requestID string) (msg, body []byte) {
 		Body:              w.body.Len() > 0,
 	}
 	if len(w.header) > 0 {
-		rc.ResponseHeaders = make(map[string]string, len(w.header))
+		clear(w.headers)
+		rc.ResponseHeaders = w.headers
 		for k, v := range w.header {
 			if len(v) > 0 && !strings.EqualFold(k, "Content-Length") {
 				rc.ResponseHeaders[k] = strings.Join(v, ", ")
 			}
 		}
 	}
-	msg, _ = EncodeControlMessage(&ControlMessage{Response: rc})
+	w.msg, _ = AppendControlMessage(w.msg[:0], &ControlMessage{Response: rc})
+	msg = w.msg
 	if w.body.Len() > 0 {
 		body = w.body.Bytes()
 	}

@@ -1,13 +1,17 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -16,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 
+	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/relay"
 )
 
@@ -268,4 +273,46 @@ func TestNewListenerValidates(t *testing.T) {
 	if err := l.Run(t.Context()); err != nil {
 		t.Fatalf("Run after Close: %v", err)
 	}
+}
+
+// TestListenerConcurrentRequestsKeepTheirOwnResponses sends many requests
+// at once through the emulator: each must get its own status, headers and
+// body, however the listener reuses its goroutines and response buffers.
+func TestListenerConcurrentRequestsKeepTheirOwnResponses(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	runListener(t, emu, "hc1", relay.ListenerConfig{HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		n, _ := strconv.Atoi(r.Header.Get("X-N"))
+		w.Header().Set("X-N", strconv.Itoa(n))
+		if n%2 == 0 {
+			w.Header().Set("X-Even", "yes")
+			w.WriteHeader(http.StatusAccepted)
+		}
+		w.Write(bytes.Repeat(body, n%3)) // empty for every third
+	})})
+	s := &relay.HTTPSender{Credentials: emu.Credentials("hc1")}
+	ctx := waitCtx(t)
+	var wg sync.WaitGroup
+	for n := range 200 {
+		wg.Go(func() {
+			body := []byte(fmt.Sprintf("request %d;", n))
+			resp, err := s.Do(ctx, http.MethodPost, "", nil, http.Header{"X-N": {strconv.Itoa(n)}}, bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			wantStatus, wantEven := http.StatusOK, ""
+			if n%2 == 0 {
+				wantStatus, wantEven = http.StatusAccepted, "yes"
+			}
+			if err != nil || resp.StatusCode != wantStatus || resp.Header.Get("X-N") != strconv.Itoa(n) ||
+				resp.Header.Get("X-Even") != wantEven || !bytes.Equal(got, bytes.Repeat(body, n%3)) {
+				t.Errorf("request %d: got %d %v %q (%v)", n, resp.StatusCode, resp.Header, got, err)
+			}
+		})
+	}
+	wg.Wait()
 }
