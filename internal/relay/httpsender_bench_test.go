@@ -21,42 +21,36 @@ import (
 // benchmark command's closed loop). It profiles the sender, the
 // emulator's request path and the listener's request handling together.
 func BenchmarkHTTPSenderEmulator(b *testing.B) {
+	benchRequestMode(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}), "", http.StatusAccepted)
+}
+
+// benchRequestMode measures HTTPSender requests of 100 B to suffix, 64 in
+// flight, through an emulator to a listener that serves them with h and
+// answers want, and reports the process's CPU per request.
+func benchRequestMode(b *testing.B, h http.Handler, suffix string, want int) {
 	emu := emulatortest.Start(b)
-	l, err := relay.NewListener(relay.ListenerConfig{
-		Credentials: emu.ListenerCredentials("hc1"),
-		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusAccepted)
-		}),
-	}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go l.Run(ctx)
-	defer l.Close()
-	if err := l.WaitConnected(ctx); err != nil {
-		b.Fatal(err)
-	}
+	startBenchListener(b, relay.ListenerConfig{Credentials: emu.ListenerCredentials("hc1"), HTTPHandler: h})
 	s := &relay.HTTPSender{Credentials: emu.Credentials("hc1")}
 	body := bytes.Repeat([]byte("a"), 100)
-	h := http.Header{"Content-Type": {"application/json"}}
+	hdr := http.Header{"Content-Type": {"application/json"}}
 	b.SetParallelism(32) // 32 × GOMAXPROCS(2) = 64 in flight
 	b.ReportAllocs()
 	cpu0 := processCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := s.Do(ctx, http.MethodPost, "", nil, h, bytes.NewReader(body))
+			resp, err := s.Do(b.Context(), http.MethodPost, suffix, nil, hdr, bytes.NewReader(body))
 			if err != nil {
 				b.Error(err)
 				return
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				b.Errorf("status %d", resp.StatusCode)
+			if resp.StatusCode != want {
+				b.Errorf("status %d, want %d", resp.StatusCode, want)
 				return
 			}
 		}
@@ -65,6 +59,29 @@ func BenchmarkHTTPSenderEmulator(b *testing.B) {
 	// CPU per request of the whole process (sender, emulator, listener):
 	// unlike ns/op, it does not depend on what else the machine runs.
 	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// startBenchListener runs a listener with cfg until the benchmark ends,
+// once its control channel is up.
+func startBenchListener(b *testing.B, cfg relay.ListenerConfig) {
+	l, err := relay.NewListener(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Run(ctx)
+	}()
+	b.Cleanup(func() {
+		cancel()
+		l.Close()
+		<-done
+	})
+	if err := l.WaitConnected(ctx); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // processCPU is the process's user plus system CPU time so far.

@@ -3,7 +3,6 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/relaygate/relaygate/internal/emulator/emulatortest"
 	"github.com/relaygate/relaygate/internal/forward"
 	"github.com/relaygate/relaygate/internal/relay"
 )
@@ -21,46 +19,11 @@ import (
 // listener answers every request with a receipt body, as in the benchmark
 // command's request-mode runs.
 func BenchmarkListenerPrintEmulator(b *testing.B) {
-	emu := emulatortest.Start(b)
 	h, err := forward.New(forward.Config{}, io.Discard, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := relay.NewListener(relay.ListenerConfig{Credentials: emu.ListenerCredentials("hc1"), HTTPHandler: h}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go l.Run(ctx)
-	defer l.Close()
-	if err := l.WaitConnected(ctx); err != nil {
-		b.Fatal(err)
-	}
-	s := &relay.HTTPSender{Credentials: emu.Credentials("hc1")}
-	body := bytes.Repeat([]byte("a"), 100)
-	hdr := http.Header{"Content-Type": {"application/json"}}
-	b.SetParallelism(32) // 32 × GOMAXPROCS(2) = 64 in flight
-	b.ReportAllocs()
-	cpu0 := processCPU(b)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := s.Do(ctx, http.MethodPost, "messages", nil, hdr, bytes.NewReader(body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	benchRequestMode(b, h, "messages", http.StatusOK)
 }
 
 // BenchmarkListenerServeInline is the listener's share of request mode:

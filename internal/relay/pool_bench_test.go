@@ -173,7 +173,7 @@ func BenchmarkPoolSendSerial(b *testing.B) {
 // benchmarks above isolate the pool.
 func BenchmarkPoolSendEmulator(b *testing.B) {
 	emu := emulatortest.Start(b)
-	l, err := relay.NewListener(relay.ListenerConfig{
+	startBenchListener(b, relay.ListenerConfig{
 		Credentials: emu.ListenerCredentials("hc1"),
 		ConnHandler: func(ctx context.Context, c *relay.ListenerConn) {
 			for {
@@ -182,17 +182,7 @@ func BenchmarkPoolSendEmulator(b *testing.B) {
 				}
 			}
 		},
-	}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go l.Run(ctx)
-	defer l.Close()
-	if err := l.WaitConnected(ctx); err != nil {
-		b.Fatal(err)
-	}
+	})
 	p := newTestPool(b, emu.Credentials("hc1"), func(c *relay.PoolConfig) { c.Size = 4; c.PingInterval = 20 * time.Second }, nil)
 	waitAllReady(b, p)
 	msg := relay.Message{Type: relay.MessageBinary, Data: make([]byte, 4<<10)}
@@ -200,7 +190,7 @@ func BenchmarkPoolSendEmulator(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := p.Send(ctx, msg); err != nil && !errors.Is(err, relay.ErrOverloaded) {
+			if err := p.Send(b.Context(), msg); err != nil && !errors.Is(err, relay.ErrOverloaded) {
 				b.Error(err)
 				return
 			}
