@@ -60,7 +60,7 @@ type ProcRow struct {
 	Max       time.Duration
 	SvcP99    time.Duration // open loop: p99 from the moment a worker began the request
 	Late      int64         // open loop: arrivals the generator handed out over 1 ms late
-	Offered   float64 // open loop only
+	Offered   float64       // open loop only
 	Errors    int64
 	ErrorText string
 	Runs      []float64 // requests/s of every run when repeated; this row is the median
