@@ -64,6 +64,16 @@ type ProcRow struct {
 	Errors    int64
 	ErrorText string
 	Runs      []float64 // requests/s of every run when repeated; this row is the median
+	// Rounds are every run when repeated, in the order the jobs took
+	// turns: a ratio of two rows is best taken round by round.
+	Rounds []ProcRun
+}
+
+// ProcRun is what one run of a repeated row measured.
+type ProcRun struct {
+	Messages  float64
+	CPUPerReq time.Duration
+	CPUPerMsg time.Duration
 }
 
 // procTarget is a front end process being measured.
@@ -187,9 +197,10 @@ func (r *runner) procRepeat(ctx context.Context, jobs []procJob) []ProcRow {
 		sorted := slices.Clone(rs)
 		slices.SortFunc(sorted, func(a, b ProcRow) int { return cmp.Compare(a.Requests, b.Requests) })
 		out[i] = sorted[(len(sorted)-1)/2]
-		out[i].Runs = nil
+		out[i].Runs, out[i].Rounds = nil, nil
 		for _, x := range rs {
 			out[i].Runs = append(out[i].Runs, x.Requests)
+			out[i].Rounds = append(out[i].Rounds, ProcRun{Messages: x.Messages, CPUPerReq: x.CPUPerReq, CPUPerMsg: x.CPUPerMsg})
 		}
 	}
 	return out

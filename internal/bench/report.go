@@ -154,20 +154,20 @@ func (ps *Processes) targets() []Target {
 
 	t1 := Target{Name: "gateway CPU per message ≤ 2 × bare net/http CPU per request (separate processes)"}
 	if bare != nil && warn != nil && bare.CPUPerReq > 0 {
-		r := ratio(float64(warn.CPUPerMsg), float64(bare.CPUPerReq))
-		t1.Measured = fmt.Sprintf("%s (warn level) ÷ %s = %.2f×", us(warn.CPUPerMsg), us(bare.CPUPerReq), r)
+		r, each := roundRatio(warn, bare, func(w, b ProcRun) float64 { return ratio(float64(w.CPUPerMsg), float64(b.CPUPerReq)) })
+		t1.Measured = fmt.Sprintf("%s (warn level) ÷ %s: %.2f×%s", us(warn.CPUPerMsg), us(bare.CPUPerReq), r, each("×"))
 		t1.Met, t1.Known = r <= 2, true
 	}
 	t2 := Target{Name: "default log level (info) costs ≤ 5 % of the throughput at warn"}
 	if warn != nil && info != nil && warn.Messages > 0 {
-		cost := 1 - info.Messages/warn.Messages
-		t2.Measured = fmt.Sprintf("info %.0f/s vs warn %.0f/s: %.1f %%", info.Messages, warn.Messages, 100*cost)
-		t2.Met, t2.Known = cost <= 0.05, true
+		cost, each := roundRatio(info, warn, func(i, w ProcRun) float64 { return 100 * (1 - ratio(i.Messages, w.Messages)) })
+		t2.Measured = fmt.Sprintf("info %.0f/s vs warn %.0f/s: %.1f %%%s", info.Messages, warn.Messages, cost, each(" %"))
+		t2.Met, t2.Known = cost <= 5, true
 	}
 	t3 := Target{Name: "?delivery=request ≥ 0.5 × plain sends (same concurrency, separate processes)"}
 	if rq := ps.row(procRequest); rq != nil && warn != nil {
-		r := ratio(rq.Messages, warn.Messages)
-		t3.Measured = fmt.Sprintf("%.0f/s ÷ %.0f/s = %.2f (p50 %s)", rq.Messages, warn.Messages, r, fmtDur(rq.P50))
+		r, each := roundRatio(rq, warn, func(q, w ProcRun) float64 { return ratio(q.Messages, w.Messages) })
+		t3.Measured = fmt.Sprintf("%.0f/s ÷ %.0f/s: %.2f%s (p50 %s)", rq.Messages, warn.Messages, r, each(""), fmtDur(rq.P50))
 		t3.Met, t3.Known = r >= 0.5, true
 	}
 	t4 := Target{Name: "POST /messages:batch of 100: messages/s ≥ 5 × single-message requests/s"}
@@ -194,6 +194,32 @@ func (ps *Processes) targets() []Target {
 		}
 	}
 	return []Target{t1, t2, t3, t4, t5}
+}
+
+// roundRatio is f of two rows that took turns, round by round, and the
+// median over the rounds: this machine's speed drifts within minutes, and
+// a ratio of runs from the same round sees the least of that drift. Rows
+// without rounds of the same length give f of the rows themselves. each
+// formats the rounds' values for the report ("" for one round).
+func roundRatio(a, b *ProcRow, f func(a, b ProcRun) float64) (float64, func(unit string) string) {
+	if len(a.Rounds) < 2 || len(a.Rounds) != len(b.Rounds) {
+		v := f(ProcRun{a.Messages, a.CPUPerReq, a.CPUPerMsg}, ProcRun{b.Messages, b.CPUPerReq, b.CPUPerMsg})
+		return v, func(string) string { return "" }
+	}
+	vals := make([]float64, len(a.Rounds))
+	for i := range a.Rounds {
+		vals[i] = f(a.Rounds[i], b.Rounds[i])
+	}
+	each := func(unit string) string {
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmt.Sprintf("%.2f%s", v, unit)
+		}
+		return fmt.Sprintf(", the median of the rounds' %s", strings.Join(parts, ", "))
+	}
+	sorted := slices.Clone(vals)
+	slices.Sort(sorted)
+	return sorted[(len(sorted)-1)/2], each
 }
 
 //go:embed report.md.tmpl

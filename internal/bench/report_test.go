@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -47,8 +48,10 @@ func sampleReport() *Report {
 		MicroCommand: "go test -bench .",
 		Processes: &Processes{Conc: 64, Size: 100, BatchSize: 100, Rows: []ProcRow{
 			{Key: procBare, Name: "bare", Requests: 80000, Messages: 80000, CPU: 1, CPUPerReq: 12700 * time.Nanosecond, CPUPerMsg: 12700 * time.Nanosecond, P50: lat.P50, P99: lat.P99},
-			{Key: procPlainWarn, Name: "warn", Requests: 25000, Messages: 25000, CPU: 0.6, CPUPerReq: 24 * time.Microsecond, CPUPerMsg: 24 * time.Microsecond, RelayCPU: 30 * time.Microsecond, Runs: []float64{24000, 25000, 26000}},
-			{Key: procPlainInfo, Name: "info", Requests: 24000, Messages: 24000, CPU: 0.6, CPUPerReq: 25 * time.Microsecond, CPUPerMsg: 25 * time.Microsecond, Errors: 2, ErrorText: "2× HTTP 503 overloaded"},
+			{Key: procPlainWarn, Name: "warn", Requests: 25000, Messages: 25000, CPU: 0.6, CPUPerReq: 24 * time.Microsecond, CPUPerMsg: 24 * time.Microsecond, RelayCPU: 30 * time.Microsecond, Runs: []float64{24000, 25000, 26000},
+				Rounds: []ProcRun{{Messages: 24000}, {Messages: 25000}, {Messages: 26000}}},
+			{Key: procPlainInfo, Name: "info", Requests: 24000, Messages: 24000, CPU: 0.6, CPUPerReq: 25 * time.Microsecond, CPUPerMsg: 25 * time.Microsecond, Errors: 2, ErrorText: "2× HTTP 503 overloaded",
+				Rounds: []ProcRun{{Messages: 23000}, {Messages: 24000}, {Messages: 25500}}},
 			{Key: procRequest, Name: "request", Requests: 13000, Messages: 13000, CPU: 0.5, CPUPerReq: 40 * time.Microsecond, CPUPerMsg: 40 * time.Microsecond},
 			{Key: procBatch, Name: "batch", NA: "n/a: POST /messages:batch answered 404"},
 			{Key: procOpen, Name: "open", Requests: 12000, Messages: 12000, Offered: 12000, P50: lat.P50, P99: 1500 * time.Microsecond, SvcP99: 1200 * time.Microsecond, Late: 42},
@@ -81,5 +84,32 @@ func TestWriteMarkdownGolden(t *testing.T) {
 		if !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("%s differs; got:\n%s", name, got.String())
 		}
+	}
+}
+
+// A ratio of two repeated rows is the median of the rounds' ratios, not
+// the ratio of the medians: a slow phase of the machine in one round then
+// moves one value, not the verdict (figures from a run of 2026-11-30 whose
+// medians said 16.3 %).
+func TestRoundRatio(t *testing.T) {
+	runs := func(msgs ...float64) *ProcRow {
+		r := &ProcRow{}
+		for _, m := range msgs {
+			r.Rounds = append(r.Rounds, ProcRun{Messages: m})
+		}
+		r.Messages = slices.Sorted(slices.Values(msgs))[1]
+		return r
+	}
+	warn, info := runs(11198, 13587, 13311), runs(10675, 11157, 13113)
+	cost, each := roundRatio(info, warn, func(i, w ProcRun) float64 { return 100 * (1 - ratio(i.Messages, w.Messages)) })
+	if cost < 4.6 || cost > 4.7 {
+		t.Errorf("cost %.2f %%, want the median of the rounds (4.67 %%)", cost)
+	}
+	if got := each(" %"); got != ", the median of the rounds' 4.67 %, 17.88 %, 1.49 %" {
+		t.Errorf("rounds: %q", got)
+	}
+	one := &ProcRow{Messages: 100}
+	if v, each := roundRatio(one, warn, func(a, b ProcRun) float64 { return ratio(a.Messages, b.Messages) }); v != 100.0/13311 || each("") != "" {
+		t.Errorf("without rounds on both sides: %v %q, want the rows' own ratio", v, each(""))
 	}
 }
