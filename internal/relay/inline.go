@@ -116,7 +116,7 @@ func (t *inlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		stop()
 		c.nc.Close()
 		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
+			return nil, ctx.Err()
 		}
 		return nil, err
 	}
