@@ -46,7 +46,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.warmup, "warmup", 0, "warm-up before each window (default 1s, quick 100ms)")
 	fs.StringVar(&f.gatewayBin, "gateway-bin", "", `gateway binary for the memory figures ("" builds ./cmd/gateway; "-" skips them)`)
 	fs.StringVar(&f.benchtime, "benchtime", "", `go test -benchtime of the micro-benchmarks (default 1s; quick skips them; "-" skips them)`)
-	fs.IntVar(&f.repeat, "repeat", 0, "runs per point, the median is reported (default 3, quick 1)")
+	fs.IntVar(&f.repeat, "repeat", 0, "runs per point, the median is reported (default 3, and 5 rounds in the separate-process section; quick 1)")
 	fs.StringVar(&f.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ", ")+" (default all)")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (load generator, gateway, emulator and listener share the process) to this file")
 	fs.Var(&f.gatewayEnv, "gateway-env", "KEY=VALUE added to the gateway process's environment for the memory figures (repeatable), e.g. GOMEMLIMIT=48MiB")
@@ -83,7 +83,7 @@ func (f *flags) options(stderr io.Writer) (bench.Options, string, error) {
 		opts.Warmup, command = f.warmup, command+" -warmup "+f.warmup.String()
 	}
 	if f.repeat > 0 {
-		opts.Repeat, command = f.repeat, command+fmt.Sprintf(" -repeat %d", f.repeat)
+		opts.Repeat, opts.ProcRounds, command = f.repeat, f.repeat, command+fmt.Sprintf(" -repeat %d", f.repeat)
 	}
 	if f.openFraction > 0 {
 		opts.OpenFraction, command = f.openFraction, command+fmt.Sprintf(" -open-fraction %g", f.openFraction)

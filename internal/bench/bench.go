@@ -31,8 +31,13 @@ type Options struct {
 	PoolSweepConc   int
 	DialConcurrency []int // concurrency of dial-per-message and its pooled comparison (100 B)
 	Repeat          int   // runs per point (round-robin within a group); the median is reported
-	MemClients      int   // concurrent HTTP clients of the memory run
-	LargePool       int   // pool size compared with 1 for the per-connection RSS
+	// ProcRounds is how many rounds section 8's closed loops take turns
+	// (0: Repeat). Its ratio targets are medians of the rounds' ratios,
+	// and throughput on this machine moves by ±20 % between runs
+	// seconds apart, so it takes more rounds than the other sections.
+	ProcRounds int
+	MemClients int // concurrent HTTP clients of the memory run
+	LargePool  int // pool size compared with 1 for the per-connection RSS
 
 	// Only, if not empty, names the sections to run: e2e (with the HTTP
 	// ceiling), dial, relay, pool, open, memory, process, micro.
@@ -64,7 +69,7 @@ type Options struct {
 // configuration of issue 6, each point three times, about ten minutes.
 func FullOptions() Options {
 	return Options{
-		Warmup: 500 * time.Millisecond, Window: 3 * time.Second, OpenWindow: 10 * time.Second, Repeat: 3,
+		Warmup: 500 * time.Millisecond, Window: 3 * time.Second, OpenWindow: 10 * time.Second, Repeat: 3, ProcRounds: 5,
 		DrainTimeout: 15 * time.Second, Settle: 2 * time.Second,
 		Concurrency:     []int{1, 16, 64, 256},
 		Sizes:           []int{100, 4 << 10, 64 << 10},
@@ -412,6 +417,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.Repeat <= 0 {
 		o.Repeat = 1
+	}
+	if o.ProcRounds <= 0 {
+		o.ProcRounds = o.Repeat
 	}
 	if o.PoolSweepConc <= 0 {
 		o.PoolSweepConc = d.PoolSweepConc

@@ -183,11 +183,11 @@ type procJob struct {
 	spec      LoadSpec
 }
 
-// procRepeat measures the jobs Repeat times round-robin and returns each
+// procRepeat measures the jobs ProcRounds times round-robin and returns each
 // job's run with the median request rate, every run's rate in Runs.
 func (r *runner) procRepeat(ctx context.Context, jobs []procJob) []ProcRow {
 	runs := make([][]ProcRow, len(jobs))
-	for range max(1, r.opts.Repeat) {
+	for range max(1, r.opts.ProcRounds) {
 		for i, j := range jobs {
 			runs[i] = append(runs[i], r.procMeasure(ctx, j.key, j.name, j.t, j.spec))
 		}

@@ -33,7 +33,7 @@ func sampleReport() *Report {
 		Started: start, Finished: start.Add(9*time.Minute + 31*time.Second), GoVersion: "go1.26.8", NumCPU: 2, GOMAXPROCS: 2,
 		CPUModel: "Test CPU", LoadBefore: "0.50 0.40 0.30", LoadAfter: "1.90 1.00 0.50",
 		Options: Options{Warmup: 500 * time.Millisecond, Window: 3 * time.Second, OpenWindow: 5 * time.Second, OpenFraction: 0.5,
-			Settle: 2 * time.Second, PoolSweepConc: 64, Repeat: 3, GatewayEnv: []string{"GOGC=50"}},
+			Settle: 2 * time.Second, PoolSweepConc: 64, Repeat: 3, ProcRounds: 3, GatewayEnv: []string{"GOGC=50"}},
 		E2E: []Point{pt(64, 100, 10000), bad}, Ceiling: []Point{pt(64, 100, 20000)},
 		Pooled: []Point{pt(8, 100, 30000)}, Dial: []Point{pt(8, 100, 300)},
 		OneSocket: []Point{pt(1, 100, 40000)}, Direct: []Point{pt(1, 100, 60000)},
