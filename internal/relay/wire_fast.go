@@ -34,13 +34,13 @@ func appendRequestCommand(b []byte, r *RequestCommand) []byte {
 	} {
 		if f.v != "" {
 			field(f.name)
-			b = appendJSONString(b, f.v)
+			b = AppendJSONString(b, f.v, false)
 		}
 	}
 	if e := r.RemoteEndpoint; e != nil {
 		field("remoteEndpoint")
 		b = append(b, `{"address":`...)
-		b = appendJSONString(b, e.Address)
+		b = AppendJSONString(b, e.Address, false)
 		b = append(b, `,"port":`...)
 		b = strconv.AppendInt(b, int64(e.Port), 10)
 		b = append(b, '}')
@@ -60,12 +60,12 @@ func appendRequestCommand(b []byte, r *RequestCommand) []byte {
 // (HTML characters unescaped).
 func appendResponseCommand(b []byte, r *ResponseCommand) []byte {
 	b = append(b, `{"response":{"requestId":`...)
-	b = appendJSONString(b, r.RequestID)
+	b = AppendJSONString(b, r.RequestID, false)
 	b = append(b, `,"statusCode":`...)
 	b = strconv.AppendInt(b, int64(r.StatusCode), 10)
 	if r.StatusDescription != "" {
 		b = append(b, `,"statusDescription":`...)
-		b = appendJSONString(b, r.StatusDescription)
+		b = AppendJSONString(b, r.StatusDescription, false)
 	}
 	if len(r.ResponseHeaders) > 0 {
 		b = append(b, `,"responseHeaders":`...)
@@ -89,66 +89,11 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = AppendJSONString(b, k, false)
 		b = append(b, ':')
-		b = appendJSONString(b, m[k])
+		b = AppendJSONString(b, m[k], false)
 	}
 	return append(b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s quoted as a json.Encoder without HTML
-// escaping quotes strings (invalid UTF-8 replaced by U+FFFD, U+2028 and
-// U+2029 escaped): the relay's addresses keep their '&'.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // hotScanner reads the common shape of a request-mode command. Every
