@@ -242,7 +242,7 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 	}
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
-	pace := newPacer(interval)
+	pace := newPacer(ctx, interval)
 	defer pace.stop()
 	for i := 0; i < n && ctx.Err() == nil; {
 		now := time.Now()
@@ -250,7 +250,7 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 		for ; i < n; i++ {
 			t := start.Add(time.Duration(i+1) * interval)
 			if t.After(now) {
-				pace.wait(ctx, t)
+				pace.wait(t)
 				break
 			}
 			due <- t
@@ -271,23 +271,27 @@ func openLoop(ctx context.Context, rate float64, workers int, window time.Durati
 }
 
 // pacer is openLoop's clock: wait returns at t (or at the next tick of
-// a periodic clock whose ticks fall on the arrivals) or when ctx is done.
+// a periodic clock whose ticks fall on the arrivals), or at once once the
+// context the pacer was made with is done.
 type pacer interface {
-	wait(ctx context.Context, t time.Time)
+	wait(t time.Time)
 	stop()
 }
 
 // timerPacer paces with a Go timer: up to a millisecond or two late (see
 // the Linux newPacer).
-type timerPacer struct{ t *time.Timer }
+type timerPacer struct {
+	ctx context.Context
+	t   *time.Timer
+}
 
-func newTimerPacer() pacer { return &timerPacer{time.NewTimer(time.Hour)} }
+func newTimerPacer(ctx context.Context) pacer { return &timerPacer{ctx, time.NewTimer(time.Hour)} }
 
-func (p *timerPacer) wait(ctx context.Context, t time.Time) {
+func (p *timerPacer) wait(t time.Time) {
 	p.t.Reset(time.Until(t))
 	select {
 	case <-p.t.C:
-	case <-ctx.Done():
+	case <-p.ctx.Done():
 	}
 }
 

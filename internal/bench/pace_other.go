@@ -2,7 +2,10 @@
 
 package bench
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // newPacer paces with a Go timer (see the Linux version).
-func newPacer(time.Duration) pacer { return newTimerPacer() }
+func newPacer(ctx context.Context, _ time.Duration) pacer { return newTimerPacer(ctx) }

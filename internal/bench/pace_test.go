@@ -21,12 +21,16 @@ func TestOpenLoopOffersEveryArrival(t *testing.T) {
 
 // A pacer's wait ends when its context does, however far the next tick.
 func TestPacerWaitEndsWithContext(t *testing.T) {
-	for name, p := range map[string]pacer{"default": newPacer(time.Hour), "timer": newTimerPacer()} {
+	for name, newP := range map[string]func(context.Context) pacer{
+		"default": func(ctx context.Context) pacer { return newPacer(ctx, time.Hour) },
+		"timer":   newTimerPacer,
+	} {
 		ctx, cancel := context.WithCancel(t.Context())
+		p := newP(ctx)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			p.wait(ctx, time.Now().Add(time.Hour))
+			p.wait(time.Now().Add(time.Hour))
 		}()
 		cancel()
 		select {
