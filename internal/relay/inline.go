@@ -158,7 +158,8 @@ func closeBody(req *http.Request) {
 // conn returns an idle connection to req's host that the relay has not
 // closed, or a new one.
 func (t *inlineTransport) conn(ctx context.Context, req *http.Request) (*inlineConn, error) {
-	key := req.URL.Scheme + "://" + canonicalHost(req)
+	addr := canonicalHost(req)
+	key := req.URL.Scheme + "://" + addr
 	for {
 		c := t.takeIdle(key)
 		if c == nil {
@@ -169,7 +170,7 @@ func (t *inlineTransport) conn(ctx context.Context, req *http.Request) (*inlineC
 		}
 		c.nc.Close()
 	}
-	return t.dial(ctx, req, key)
+	return t.dial(ctx, req, key, addr)
 }
 
 // canonicalHost is req's host with its port.
@@ -185,8 +186,8 @@ func canonicalHost(req *http.Request) string {
 	return host
 }
 
-func (t *inlineTransport) dial(ctx context.Context, req *http.Request, key string) (*inlineConn, error) {
-	addr := canonicalHost(req)
+// dial connects to addr (host:port) for req, with TLS for https.
+func (t *inlineTransport) dial(ctx context.Context, req *http.Request, key, addr string) (*inlineConn, error) {
 	dial := t.base.DialContext
 	if dial == nil {
 		var d net.Dialer
