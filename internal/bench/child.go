@@ -107,9 +107,9 @@ func RunLoad(ctx context.Context, spec LoadSpec, out io.Writer) error {
 	do := poster.do
 	var res loadResult
 	if spec.Rate > 0 {
-		openLoop(ctx, spec.Rate, spec.Conc, spec.Warmup, do)
-		fmt.Fprintln(out, lineMeasure)
-		res = openLoop(ctx, spec.Rate, spec.Conc, spec.Window, do)
+		if res, err = runOpenLoop(ctx, spec, poster, func() { fmt.Fprintln(out, lineMeasure) }); err != nil {
+			return err
+		}
 		fmt.Fprintln(out, lineStop)
 	} else {
 		res = closedLoop(ctx, spec.Conc, spec.Warmup, spec.Window, do, func(ph int32) {

@@ -70,13 +70,19 @@ func (p *rawPoster) do(_ context.Context, w int) error {
 	if resp.Close {
 		rc.close()
 	}
-	body := rc.buf.Bytes()
-	if resp.StatusCode != p.spec.Want {
+	return p.account(resp.StatusCode, rc.buf.Bytes())
+}
+
+// account checks a response's status and counts the messages it
+// accepted: one, or a batch answer's "sent" items. A status other than
+// the spec's is a *statusError with the problem's code.
+func (p *rawPoster) account(status int, body []byte) error {
+	if status != p.spec.Want {
 		var pr struct {
 			Code string `json:"code"`
 		}
 		_ = json.Unmarshal(body, &pr)
-		return &statusError{status: resp.StatusCode, code: pr.Code}
+		return &statusError{status: status, code: pr.Code}
 	}
 	if p.spec.Batch {
 		p.msgs.Add(int64(bytes.Count(body, []byte(`"status":"sent"`))))
