@@ -193,14 +193,19 @@ func TestSendMapsRelayErrors(t *testing.T) {
 
 func TestSendDeadlineIs504(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *api.Config) { c.SendTimeout = 20 * time.Millisecond })
+	e := newEnv(t, func(c *api.Config) { c.SendTimeout = time.Minute })
+	var deadline time.Time
 	e.rl.SendFn = func(ctx context.Context, m relay.Message) error {
-		<-ctx.Done()
-		return ctx.Err()
+		deadline = m.Deadline // the relayer enforces it (relay.Pool's tests)
+		return context.DeadlineExceeded
 	}
+	before := time.Now()
 	resp := e.do("POST", "/messages", "text/plain", []byte("hi"))
 	if p := decodeProblem(t, resp); resp.StatusCode != 504 || p.Code != "timeout" {
 		t.Fatalf("got %d %s, want 504 timeout", resp.StatusCode, p.Code)
+	}
+	if earliest := before.Add(time.Minute); deadline.Before(earliest) || deadline.After(time.Now().Add(time.Minute)) {
+		t.Errorf("message deadline %v, want SendTimeout after the request (%v)", deadline, earliest)
 	}
 }
 

@@ -37,10 +37,11 @@ const lossRing = 1024
 // outMsg is one message travelling through a conn's send queue. It is
 // recycled through Pool.free, so the send path does not allocate.
 type outMsg struct {
-	typ   websocket.MessageType
-	data  []byte
-	id    string
-	state atomic.Int32
+	typ      websocket.MessageType
+	data     []byte
+	id       string
+	deadline time.Time // Message.Deadline
+	state    atomic.Int32
 	// done carries the write's result: nil, ErrConnLost (never written;
 	// the sender retries elsewhere) or ErrPartialWrite. Buffer 1: the
 	// writer never blocks on it, whether or not the sender still waits.
@@ -706,7 +707,15 @@ func (c *conn) ping() {
 // (false when om was abandoned in the queue; the writer or the garbage
 // collector then disposes of it).
 func (c *conn) wait(ctx context.Context, om *outMsg) (err error, owned bool) {
-	expired := om.queueTimer(c.p.cfg.MaxQueueWait)
+	// One timer serves MaxQueueWait and the message's deadline, whichever
+	// comes first.
+	d, timeout := c.p.cfg.MaxQueueWait, errQueueWait
+	if !om.deadline.IsZero() {
+		if left := time.Until(om.deadline); d <= 0 || left < d {
+			d, timeout = max(left, 1), context.DeadlineExceeded
+		}
+	}
+	expired := om.queueTimer(d)
 	var withdrawn error // what Send learns if om is withdrawn unwritten
 	select {
 	case err = <-om.done:
@@ -719,7 +728,7 @@ func (c *conn) wait(ctx context.Context, om *outMsg) (err error, owned bool) {
 	case <-c.stalled:
 		withdrawn = ErrConnLost
 	case <-expired:
-		withdrawn = errQueueWait
+		withdrawn = timeout
 	}
 	// Stop the timer while om is still ours: once withdrawn, the writer
 	// may recycle it for another Send.

@@ -345,12 +345,8 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 		p.m.Rejected("too_large")
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrMessageTooLarge, len(m.Data), p.cfg.MaxMessageBytes)
 	}
-	if done := ctx.Done(); done != nil {
-		select {
-		case <-done:
-			return p.ctxErr(ctx)
-		default:
-		}
+	if err := ended(ctx, m.Deadline); err != nil {
+		return p.rejected(err)
 	}
 	om := p.getMsg(m)
 	var waitUntil time.Time
@@ -362,7 +358,7 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 				p.m.Rejected("queue_full")
 				return ErrOverloaded
 			}
-			if err := p.awaitConn(ctx, &waitUntil, nil); err != nil {
+			if err := p.awaitConn(ctx, m.Deadline, &waitUntil, nil); err != nil {
 				p.putMsg(om)
 				return err
 			}
@@ -380,8 +376,8 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 			case err == errQueueWait:
 				p.m.Rejected("queue_wait")
 				return ErrOverloaded
-			case err != nil:
-				return p.ctxErr(ctx)
+			case err != nil: // ctx or the deadline ended first
+				return p.rejected(err)
 			}
 			return nil
 		}
@@ -396,12 +392,12 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 			p.putMsg(om)
 			p.m.Rejected("closed")
 			return ErrClosed
-		case ctx.Err() != nil:
+		case ended(ctx, m.Deadline) != nil:
 			p.putMsg(om)
-			return p.ctxErr(ctx)
+			return p.rejected(ended(ctx, m.Deadline))
 		case attempt >= p.cfg.Size:
 			// Connections keep failing under it: wait for a change.
-			if err := p.awaitConn(ctx, &waitUntil, ErrConnLost); err != nil {
+			if err := p.awaitConn(ctx, m.Deadline, &waitUntil, ErrConnLost); err != nil {
 				p.putMsg(om)
 				return err
 			}
@@ -409,13 +405,18 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 	}
 }
 
-// awaitConn waits, until *until (set to RetryWait from now on the first
-// call) or ctx ends, for the pool's readiness to change. It returns nil
-// when a connection may be ready, else the error Send returns. cause is
-// added to the ErrUnavailable error.
-func (p *Pool) awaitConn(ctx context.Context, until *time.Time, cause error) error {
+// awaitConn waits, until *until (set on the first call to RetryWait from
+// now, or to deadline if that is sooner) or ctx ends, for the pool's
+// readiness to change. It returns nil when a connection may be ready,
+// else the error Send returns. cause is added to the ErrUnavailable error.
+func (p *Pool) awaitConn(ctx context.Context, deadline time.Time, until *time.Time, cause error) error {
 	if until.IsZero() {
 		*until = time.Now().Add(p.cfg.RetryWait)
+		if !deadline.IsZero() && deadline.Before(*until) {
+			// The send timeout runs out waiting for a listener: that is
+			// "unavailable", not a slow write.
+			*until = deadline
+		}
 	}
 	p.mu.Lock()
 	ready, failErr, ch := p.counts[StateReady] > 0, p.failErr, p.changed
@@ -443,7 +444,7 @@ func (p *Pool) awaitConn(ctx context.Context, until *time.Time, cause error) err
 			// "unavailable", not a slow write.
 			return p.unavailable(cause)
 		}
-		return p.ctxErr(ctx)
+		return p.rejected(ctx.Err())
 	}
 }
 
@@ -479,9 +480,24 @@ func (p *Pool) enqueue(om *outMsg) (*conn, int) {
 	return nil, live
 }
 
-// ctxErr counts and returns ctx's error.
-func (p *Pool) ctxErr(ctx context.Context) error {
-	err := ctx.Err()
+// ended returns ctx's error, or context.DeadlineExceeded once deadline (if
+// not zero) has passed, or nil.
+func ended(ctx context.Context, deadline time.Time) error {
+	if done := ctx.Done(); done != nil {
+		select {
+		case <-done:
+			return ctx.Err()
+		default:
+		}
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// rejected counts and returns err, a context's error.
+func (p *Pool) rejected(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		p.m.Rejected("deadline")
 	} else {
@@ -526,13 +542,14 @@ func (p *Pool) getMsg(m Message) *outMsg {
 	om.typ = websocket.MessageType(m.Type)
 	om.data = m.Data
 	om.id = m.ID
+	om.deadline = m.Deadline
 	om.state.Store(msgQueued)
 	return om
 }
 
 // putMsg recycles om; the caller must hold the only reference.
 func (p *Pool) putMsg(om *outMsg) {
-	om.data, om.id = nil, ""
+	om.data, om.id, om.deadline = nil, "", time.Time{}
 	select {
 	case p.free <- om:
 	default:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -231,13 +232,30 @@ func TestPoolCloseUnderLoad(t *testing.T) {
 // exactly the messages whose Send returned nil.
 func TestPoolMaxQueueWait(t *testing.T) {
 	t.Parallel()
+	testWithdrawnUnwritten(t, 200*time.Millisecond, 0, relay.ErrOverloaded, "queue_wait")
+}
+
+// TestPoolMessageDeadline: the same with Message.Deadline, which comes
+// before MaxQueueWait here: context.DeadlineExceeded, counted as
+// "deadline".
+func TestPoolMessageDeadline(t *testing.T) {
+	t.Parallel()
+	testWithdrawnUnwritten(t, time.Hour, 200*time.Millisecond, context.DeadlineExceeded, "deadline")
+}
+
+// testWithdrawnUnwritten sends until a message is withdrawn from the
+// queue of a connection whose listener does not read, with MaxQueueWait
+// maxWait and each message's Deadline deadline from its Send (0: none),
+// and checks the withdrawn ones failed with want (counted as reason) and
+// were never written.
+func testWithdrawnUnwritten(t *testing.T, maxWait, deadline time.Duration, want error, reason string) {
 	emu := emulatortest.Start(t)
 	gate := make(chan struct{})
 	pl := startPoolListener(t, emu, "hc1", gate)
 	m := newPoolMetrics()
 	p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) {
 		c.Size, c.QueueSize, c.MaxQueuedBytes = 1, 1024, 1<<30
-		c.MaxQueueWait = 200 * time.Millisecond
+		c.MaxQueueWait = maxWait
 		// The stalled listener must not get the connection evicted.
 		c.WriteTimeout, c.PingInterval = 30*time.Second, time.Minute
 	}, m)
@@ -258,7 +276,7 @@ func TestPoolMaxQueueWait(t *testing.T) {
 		switch {
 		case r.err == nil:
 			sent[r.id] = true
-		case errors.Is(r.err, relay.ErrOverloaded):
+		case errors.Is(r.err, want):
 			withdrawn++
 		default:
 			t.Fatalf("Send %d: %v", r.id, r.err)
@@ -271,7 +289,13 @@ func TestPoolMaxQueueWait(t *testing.T) {
 		for range 8 {
 			id := launched
 			launched++
-			go func() { results <- result{id, p.Send(t.Context(), seqMessage(2*id+1, 1<<20))} }()
+			go func() {
+				m := seqMessage(2*id+1, 1<<20)
+				if deadline > 0 {
+					m.Deadline = time.Now().Add(deadline)
+				}
+				results <- result{id, p.Send(t.Context(), m)}
+			}()
 		}
 		waitFor(t, "a Send to return", func() bool { return len(results) > 0 })
 		for len(results) > 0 {
@@ -298,8 +322,36 @@ func TestPoolMaxQueueWait(t *testing.T) {
 	if got := pl.collect(t, 1); !bytes.Equal(got[0].data, after.Data) {
 		t.Errorf("after %d sent messages the listener got a %d-byte message, want %q: a withdrawn message was written", len(sent), len(got[0].data), after.Data)
 	}
-	if n := m.get(func(m *poolMetrics) int { return m.rejected["queue_wait"] }); n != withdrawn {
-		t.Errorf("%d rejections counted as queue_wait, want %d", n, withdrawn)
+	if n := m.get(func(m *poolMetrics) int { return m.rejected[reason] }); n != withdrawn {
+		t.Errorf("%d rejections counted as %s, want %d (%v)", n, reason, withdrawn, m.rejected)
 	}
-	t.Logf("%d Sends: %d sent, %d withdrawn after MaxQueueWait", launched, len(sent), withdrawn)
+	t.Logf("%d Sends: %d sent, %d withdrawn (%v)", launched, len(sent), withdrawn, want)
+}
+
+// TestPoolMessageDeadlineBeforeSend: a deadline that has passed fails the
+// Send at once; with no connection ready, a deadline ends the wait for
+// one (long before RetryWait) with ErrUnavailable, as a context deadline
+// would.
+func TestPoolMessageDeadlineBeforeSend(t *testing.T) {
+	t.Parallel()
+	emu := emulatortest.Start(t)
+	m := newPoolMetrics()
+	p := newTestPool(t, emu.Credentials("hc1"), func(c *relay.PoolConfig) { c.RetryWait = time.Hour }, m)
+	// Had Send waited for RetryWait, this cancel would end it with
+	// context.Canceled, which the checks below reject.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer time.AfterFunc(30*time.Second, cancel).Stop()
+
+	msg := seqMessage(1, 10)
+	msg.Deadline = time.Now().Add(-time.Millisecond)
+	if err := p.Send(ctx, msg); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Send past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	msg.Deadline = time.Now().Add(100 * time.Millisecond)
+	if err := p.Send(ctx, msg); !errors.Is(err, relay.ErrUnavailable) || !strings.Contains(err.Error(), "no listener") {
+		t.Errorf("Send with no listener: %v, want ErrUnavailable (no listener)", err)
+	}
+	if got := m.get(func(m *poolMetrics) int { return m.rejected["deadline"] + m.rejected["unavailable"]*100 }); got != 101 {
+		t.Errorf("rejections %v, want one deadline and one unavailable", m.rejected)
+	}
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // MessageType is a WebSocket message type.
@@ -27,10 +28,18 @@ func (t MessageType) String() string {
 // Message is one message the gateway relays: one WebSocket frame of Type
 // holding Data. ID identifies it in logs and replies. The pool never
 // modifies Data and does not retain it after Send returns.
+//
+// Deadline, when not zero, bounds Send as a context deadline would: once
+// it passes, a message whose write has not begun is withdrawn and Send
+// returns context.DeadlineExceeded (or, if no connection was ready, an
+// error matching ErrUnavailable). It spares a caller with a timeout per
+// message a context.WithTimeout, and with it a timer and a registration
+// with the parent context, on every send.
 type Message struct {
-	ID   string
-	Type MessageType
-	Data []byte
+	ID       string
+	Type     MessageType
+	Data     []byte
+	Deadline time.Time
 }
 
 // Sentinel errors. Callers match them with errors.Is; wrapped errors carry
