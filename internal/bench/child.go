@@ -79,8 +79,8 @@ type LoadResult struct {
 	P50      time.Duration    `json:"p50,omitempty"`
 	P99      time.Duration    `json:"p99,omitempty"`
 	Max      time.Duration    `json:"max,omitempty"`
-	SvcP99   time.Duration    `json:"svc_p99,omitempty"` // open loop: p99 from the moment a worker began
-	Late     int64            `json:"late,omitempty"`    // open loop: arrivals handed out over 1 ms late
+	SvcP99   time.Duration    `json:"svc_p99,omitempty"` // open loop: p99 from the request's write
+	Late     int64            `json:"late,omitempty"`    // open loop: arrivals written over 1 ms late
 	Errors   map[string]int64 `json:"errors,omitempty"`
 }
 

@@ -58,8 +58,8 @@ type ProcRow struct {
 	RelayCPU  time.Duration // the benchmark process (emulator + listener) per message
 	P50, P99  time.Duration
 	Max       time.Duration
-	SvcP99    time.Duration // open loop: p99 from the moment a worker began the request
-	Late      int64         // open loop: arrivals the generator handed out over 1 ms late
+	SvcP99    time.Duration // open loop: p99 from the request's write
+	Late      int64         // open loop: arrivals the generator wrote over 1 ms late
 	Offered   float64       // open loop only
 	Errors    int64
 	ErrorText string
