@@ -146,14 +146,19 @@ func (ev *evLoad) run(ctx context.Context, rate float64, window time.Duration) (
 // up to the limit. It returns how many arrivals failed to go out.
 func (ev *evLoad) dispatch(res *loadResult, now time.Time) (failed int) {
 	for len(ev.queue) > 0 {
-		c := ev.idleConn()
-		if c == nil {
+		c, err := ev.idleConn()
+		if c == nil && err == nil {
 			return failed
 		}
 		a := ev.queue[0]
 		ev.queue = ev.queue[1:]
 		if len(ev.queue) == 0 {
 			ev.queue = ev.queue[:0:cap(ev.queue)]
+		}
+		if err != nil { // the dial failed: so does the arrival
+			failed++
+			res.Errors[errKind(err)]++
+			continue
 		}
 		c.due, c.began, c.busy, c.buf = a.due, time.Now(), true, c.buf[:0]
 		if c.began.Sub(a.due) > time.Millisecond {
@@ -172,12 +177,12 @@ func (ev *evLoad) dispatch(res *loadResult, now time.Time) (failed int) {
 }
 
 // idleConn returns an idle connection, dialling one if none is idle and
-// the limit allows; nil if it must wait.
-func (ev *evLoad) idleConn() *evConn {
+// the limit allows; nil and no error if it must wait.
+func (ev *evLoad) idleConn() (*evConn, error) {
 	if k := len(ev.idle); k > 0 {
 		c := ev.idle[k-1]
 		ev.idle = ev.idle[:k-1]
-		return c
+		return c, nil
 	}
 	var c *evConn
 	for _, old := range ev.conns {
@@ -188,15 +193,15 @@ func (ev *evLoad) idleConn() *evConn {
 	}
 	if c == nil {
 		if len(ev.conns) >= ev.max {
-			return nil
+			return nil, nil
 		}
 		c = &evConn{i: len(ev.conns), fd: -1, buf: make([]byte, 0, 16<<10)}
 		ev.conns = append(ev.conns, c)
 	}
 	if err := ev.dial(c); err != nil {
-		return nil
+		return nil, err
 	}
-	return c
+	return c, nil
 }
 
 // dial connects c (a blocking connect: loopback answers at once) and adds
@@ -250,6 +255,9 @@ func (ev *evLoad) read(c *evConn, now time.Time) (done bool, err error) {
 			return ev.fail(c, errors.New("connection closed by the server"))
 		}
 		c.buf = c.buf[:len(c.buf)+k]
+		if !c.busy {
+			return ev.fail(c, errors.New("bytes from the server with no request out"))
+		}
 		h, err := parseResponseHead(c.buf)
 		switch {
 		case err != nil:

@@ -78,8 +78,10 @@ func TestEvLoad(t *testing.T) {
 	if n := conns.Load(); n < 1 || n > 8 {
 		t.Errorf("keep-alive: %d connections, want 1 to 8", n)
 	}
-	if res, _ := run("/close", 8, 2000, 50*time.Millisecond); res.Measured != 100 || conns.Load() != 100 {
-		t.Errorf("Connection: close: %d measured, %d connections; want 100, 100", res.Measured, conns.Load())
+	// Queued arrivals go out as soon as the previous one is answered: on a
+	// new connection each, when the answer said Connection: close.
+	if res, _ := run("/close", 1, 100_000, time.Millisecond); res.Measured != 100 || conns.Load() != 100 {
+		t.Errorf("Connection: close: %d measured, %d connections, errors %v; want 100, 100, none", res.Measured, conns.Load(), res.Errors)
 	}
 	// All 100 arrivals fall due within a millisecond: they queue for the
 	// one connection and go out on it one after the other.
@@ -126,5 +128,29 @@ func TestEvLoadEndsWithContext(t *testing.T) {
 	}()
 	if _, err := ev.run(ctx, 1000, time.Hour); err != context.Canceled {
 		t.Errorf("run: %v, want context.Canceled", err)
+	}
+}
+
+// TestEvLoadDialFails: arrivals that find no server fail with the dial's
+// error, and the run still ends.
+func TestEvLoadDialFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connect is refused
+	p, err := newRawPoster(LoadSpec{URL: "http://" + addr + "/", Want: 202}, 2, new(atomic.Int64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := newEvLoad(p, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.close()
+	res, err := ev.run(t.Context(), 2000, 10*time.Millisecond) // 20 arrivals
+	if err != nil || res.Measured != 0 || res.errorCount() != 20 || res.Errors["connection refused"] != 20 {
+		t.Errorf("run: %v, %d measured, errors %v; want 20× connection refused", err, res.Measured, res.Errors)
 	}
 }
