@@ -181,9 +181,10 @@ func readMessage(kind bodyKind, body []byte, frame *buffer, traceparent string) 
 }
 
 // send hands msg to the relayer, bounded by SendTimeout, and answers 202.
-// The timeout travels as msg.Deadline, not as a context.WithTimeout: that
-// costs a timer and a registration with the request's context on every
-// message (3 % of the gateway's CPU per message).
+// The timeout travels as msg.Deadline, not as a context.WithTimeout, which
+// costs a timer, a cancel context and a registration with the request's
+// context on every message (about a tenth of the gateway's CPU per
+// message, measured separately with and without).
 func (s *Server) send(w http.ResponseWriter, r *http.Request, msg relay.Message) error {
 	ctx := r.Context()
 	msg.Deadline = time.Now().Add(s.cfg.SendTimeout)

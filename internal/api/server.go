@@ -16,10 +16,11 @@ import (
 // ctx and m.Deadline (the send timeout, when not zero) bound only the wait
 // (queueing, finding a healthy connection); ctx must not reach a pooled
 // connection. A deadline that passes before the write began gives
-// context.DeadlineExceeded, as a ctx deadline would. Errors wrap relay's sentinels
-// (relay.ErrUnavailable, ErrOverloaded, ErrClosed, ErrUnauthorized, ...).
-// Send must not hold m.Data after it returns: the api reuses the buffer.
-// *relay.Pool implements it. Implementations must be safe for concurrent use.
+// context.DeadlineExceeded, as a ctx deadline would. Errors wrap relay's
+// sentinels (relay.ErrUnavailable, ErrOverloaded, ErrClosed,
+// ErrUnauthorized, ...). Send must not hold m.Data after it returns: the
+// api reuses the buffer. *relay.Pool implements it. Implementations must
+// be safe for concurrent use.
 type Relayer interface {
 	Send(ctx context.Context, m relay.Message) error
 }

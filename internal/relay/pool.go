@@ -387,14 +387,15 @@ func (p *Pool) Send(ctx context.Context, m Message) error {
 		} else {
 			om = p.getMsg(m)
 		}
+		stop := ended(ctx, m.Deadline)
 		switch {
 		case p.closed.Load():
 			p.putMsg(om)
 			p.m.Rejected("closed")
 			return ErrClosed
-		case ended(ctx, m.Deadline) != nil:
+		case stop != nil:
 			p.putMsg(om)
-			return p.rejected(ended(ctx, m.Deadline))
+			return p.rejected(stop)
 		case attempt >= p.cfg.Size:
 			// Connections keep failing under it: wait for a change.
 			if err := p.awaitConn(ctx, m.Deadline, &waitUntil, ErrConnLost); err != nil {
