@@ -587,16 +587,24 @@ var errNotReading = fmt.Errorf("%w: %s", ErrUnavailable, reasonNotReading)
 // refusal when the relay refuses the credentials (which waiting will not
 // fix), with ErrClosed when the pool closes, and with ctx's error, naming
 // the reason the pool is not ready, when ctx ends.
-func (p *Pool) WaitReady(ctx context.Context) error {
+func (p *Pool) WaitReady(ctx context.Context) error { return p.waitReady(ctx, 1) }
+
+// WaitAllReady waits until every connection of the pool is ready at once,
+// and ends early as WaitReady does; when ctx ends first, the error says
+// how many were ready.
+func (p *Pool) WaitAllReady(ctx context.Context) error { return p.waitReady(ctx, p.cfg.Size) }
+
+// waitReady waits until n connections are ready (see WaitReady).
+func (p *Pool) waitReady(ctx context.Context, n int) error {
 	for {
 		if p.closed.Load() {
 			return ErrClosed
 		}
 		p.mu.Lock()
-		ready, reason, err, ch := p.counts[StateReady] > 0, p.reason, p.failErr, p.changed
+		ready, reason, err, ch := p.counts[StateReady], p.reason, p.failErr, p.changed
 		p.mu.Unlock()
 		switch {
-		case ready:
+		case ready >= n:
 			return nil
 		case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrForbidden):
 			return err
@@ -605,6 +613,9 @@ func (p *Pool) WaitReady(ctx context.Context) error {
 		case <-ch:
 		case <-p.stopping:
 		case <-ctx.Done():
+			if ready > 0 {
+				return fmt.Errorf("relay: %d of %d connections ready: %w", ready, n, ctx.Err())
+			}
 			return fmt.Errorf("relay: pool not ready (%s): %w", reason, ctx.Err())
 		}
 	}

@@ -46,6 +46,9 @@ func TestPoolNoListenerFailsFastThenRecovers(t *testing.T) {
 	if err := p.WaitReady(wctx); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no listener") {
 		t.Errorf("WaitReady: got %v, want DeadlineExceeded naming the reason", err)
 	}
+	if err := p.WaitAllReady(wctx); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no listener") {
+		t.Errorf("WaitAllReady: got %v, want DeadlineExceeded naming the reason", err)
+	}
 
 	pl := startPoolListener(t, emu, "hc1", nil)
 	rctx, rcancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -55,6 +58,15 @@ func TestPoolNoListenerFailsFastThenRecovers(t *testing.T) {
 	}
 	if ok, reason := p.Ready(); !ok || reason != "" {
 		t.Errorf("Ready() = %v, %q; want true, \"\"", ok, reason)
+	}
+	// The other slots come back after their backoff (5 s at most).
+	actx, acancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer acancel()
+	if err := p.WaitAllReady(actx); err != nil {
+		t.Fatalf("WaitAllReady: %v (stats %+v)", err, p.Stats())
+	}
+	if s := p.Stats(); s.Ready != s.Size || s.Size < 2 {
+		t.Errorf("WaitAllReady returned with %d of %d connections ready", s.Ready, s.Size)
 	}
 	if err := p.Send(t.Context(), seqMessage(1, 10)); err != nil {
 		t.Fatal(err)
