@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,10 +24,14 @@ type Listener struct {
 	net.Listener
 	max int
 
+	// waiting is set while Accept waits at the cap for a connection to
+	// go idle or close; only then does a connection going idle take mu.
+	waiting atomic.Bool
+
 	// Guarded by mu.
 	mu     sync.Mutex
 	open   int
-	idle   map[*conn]time.Time // keep-alive connections between requests, since when
+	conns  map[*conn]struct{} // the open connections
 	closed bool
 	wake   chan struct{} // closed and replaced whenever a slot may have freed or a conn went idle
 }
@@ -35,7 +40,7 @@ type Listener struct {
 // installs its ConnState hook on srv (chaining any hook already set).
 // Call it before srv serves, and serve the returned Listener.
 func Wrap(ln net.Listener, max int, srv *http.Server) *Listener {
-	l := &Listener{Listener: ln, max: max, idle: map[*conn]time.Time{}, wake: make(chan struct{})}
+	l := &Listener{Listener: ln, max: max, conns: map[*conn]struct{}{}, wake: make(chan struct{})}
 	prev := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
 		nc := c
@@ -73,7 +78,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.release()
 		return nil, err
 	}
-	return &conn{Conn: c, l: l}, nil
+	cc := &conn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[cc] = struct{}{}
+	l.mu.Unlock()
+	return cc, nil
 }
 
 // reserve takes a slot. At the cap it closes the longest-idle connection
@@ -88,9 +97,13 @@ func (l *Listener) reserve() error {
 		}
 		if l.open < l.max {
 			l.open++
+			l.waiting.Store(false)
 			l.mu.Unlock()
 			return nil
 		}
+		// Set before the scan: a connection going idle after it sees
+		// waiting and wakes this loop (both are sequentially consistent).
+		l.waiting.Store(true)
 		victim := l.oldestIdle()
 		wake := l.wake
 		l.mu.Unlock()
@@ -102,20 +115,22 @@ func (l *Listener) reserve() error {
 	}
 }
 
-// oldestIdle removes and returns the longest-idle connection, or nil.
+// oldestIdle claims and returns the longest-idle connection, or nil.
 // Called with mu held; a linear scan is fine, it runs only at the cap.
 func (l *Listener) oldestIdle() *conn {
-	var victim *conn
-	var since time.Time
-	for c, t := range l.idle {
-		if victim == nil || t.Before(since) {
-			victim, since = c, t
+	for {
+		var victim *conn
+		var since int64
+		for c := range l.conns {
+			if t := c.idleSince.Load(); t != 0 && (victim == nil || t < since) {
+				victim, since = c, t
+			}
+		}
+		// Claimed unless it went active (or idle again) since the scan.
+		if victim == nil || victim.idleSince.CompareAndSwap(since, 0) {
+			return victim
 		}
 	}
-	if victim != nil {
-		delete(l.idle, victim)
-	}
-	return victim
 }
 
 // release frees a slot and wakes a waiting Accept.
@@ -131,16 +146,20 @@ func (l *Listener) wakeLocked() {
 	l.wake = make(chan struct{})
 }
 
-// track records whether c is idle between requests.
+// track records whether c is idle between requests. It runs twice per
+// request, so it takes no lock unless Accept is waiting for an idle
+// connection.
 func (l *Listener) track(c *conn, s http.ConnState) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s == http.StateIdle {
-		l.idle[c] = time.Now()
-		l.wakeLocked()
+	if s != http.StateIdle {
+		c.idleSince.Store(0)
 		return
 	}
-	delete(l.idle, c)
+	c.idleSince.Store(time.Now().UnixNano())
+	if l.waiting.Load() {
+		l.mu.Lock()
+		l.wakeLocked()
+		l.mu.Unlock()
+	}
 }
 
 // Close closes the underlying listener and wakes a waiting Accept, which
@@ -156,15 +175,16 @@ func (l *Listener) Close() error {
 // conn frees its slot on the first Close.
 type conn struct {
 	net.Conn
-	l    *Listener
-	once sync.Once
+	l         *Listener
+	once      sync.Once
+	idleSince atomic.Int64 // Unix nanoseconds since the conn went idle between requests; 0 while not idle
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.l.mu.Lock()
-		delete(c.l.idle, c)
+		delete(c.l.conns, c)
 		c.l.mu.Unlock()
 		c.l.release()
 	})
