@@ -54,16 +54,7 @@ func TestEvLoad(t *testing.T) {
 		t.Helper()
 		conns.Store(0)
 		served.Store(0)
-		var msgs atomic.Int64
-		p, err := newRawPoster(LoadSpec{URL: srv.URL + path, Body: `{"message":"hi"}`, Want: http.StatusAccepted}, maxConns, &msgs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := newEvLoad(p, maxConns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ev.close()
+		ev, msgs := newTestEvLoad(t, srv.URL+path, maxConns)
 		res, err := ev.run(t.Context(), rate, window)
 		if err != nil {
 			t.Fatal(err)
@@ -108,15 +99,7 @@ func TestEvLoadEndsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	p, err := newRawPoster(LoadSpec{URL: "http://" + ln.Addr().String() + "/", Want: 202}, 2, new(atomic.Int64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := newEvLoad(p, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.close()
+	ev, _ := newTestEvLoad(t, "http://"+ln.Addr().String()+"/", 2)
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		c, err := ln.Accept() // the first request is out: stop the run
@@ -140,17 +123,27 @@ func TestEvLoadDialFails(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: connect is refused
-	p, err := newRawPoster(LoadSpec{URL: "http://" + addr + "/", Want: 202}, 2, new(atomic.Int64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := newEvLoad(p, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ev.close()
+	ev, _ := newTestEvLoad(t, "http://"+addr+"/", 2)
 	res, err := ev.run(t.Context(), 2000, 10*time.Millisecond) // 20 arrivals
 	if err != nil || res.Measured != 0 || res.errorCount() != 20 || res.Errors["connection refused"] != 20 {
 		t.Errorf("run: %v, %d measured, errors %v; want 20× connection refused", err, res.Measured, res.Errors)
 	}
+}
+
+// newTestEvLoad is an evLoad POSTing a small body to url over at most
+// conns connections, expecting 202, and the count of messages it got
+// accepted; closed when the test ends.
+func newTestEvLoad(t *testing.T, url string, conns int) (*evLoad, *atomic.Int64) {
+	t.Helper()
+	msgs := new(atomic.Int64)
+	p, err := newRawPoster(LoadSpec{URL: url, Body: `{"message":"hi"}`, Want: http.StatusAccepted}, conns, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := newEvLoad(p, conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ev.close)
+	return ev, msgs
 }
