@@ -129,7 +129,7 @@ func (ev *evLoad) run(ctx context.Context, rate float64, window time.Duration) (
 				continue
 			}
 			c := ev.conns[e.Fd-1]
-			if done, err := ev.read(c, now); done {
+			if done, err := ev.read(c); done {
 				inflight--
 				ev.record(&res, c, now, err)
 			}
@@ -152,9 +152,6 @@ func (ev *evLoad) dispatch(res *loadResult, now time.Time) (failed int) {
 		}
 		a := ev.queue[0]
 		ev.queue = ev.queue[1:]
-		if len(ev.queue) == 0 {
-			ev.queue = ev.queue[:0:cap(ev.queue)]
-		}
 		if err != nil { // the dial failed: so does the arrival
 			failed++
 			res.Errors[errKind(err)]++
@@ -238,8 +235,8 @@ func socketFamily(sa unix.Sockaddr) int {
 // read reads what c's socket holds. done is true when c's request ended:
 // its whole response is in (err reports its status), or the connection
 // failed (err says how).
-func (ev *evLoad) read(c *evConn, now time.Time) (done bool, err error) {
-	for {
+func (ev *evLoad) read(c *evConn) (done bool, err error) {
+	for c.fd >= 0 {
 		if len(c.buf) == cap(c.buf) {
 			return ev.fail(c, errors.New("response over 16 KiB"))
 		}
@@ -273,6 +270,7 @@ func (ev *evLoad) read(c *evConn, now time.Time) (done bool, err error) {
 		}
 		return true, err
 	}
+	return false, nil // closed earlier in this round of events
 }
 
 // fail closes c; its request, if any, failed with err.
