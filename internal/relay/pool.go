@@ -327,10 +327,11 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 //     ErrPartialWrite (m may have been delivered; never retried).
 //
 // If the connection carrying m dies or stalls before writing any of it, m
-// is retried on another connection (at most once on the wire). ctx bounds
-// enqueueing and waiting; when it ends first, Send returns ctx.Err() and m
-// is not sent — unless the write had already begun, in which case Send
-// waits for it and reports its result. The pool does not retain m.Data
+// is retried on another connection (at most once on the wire). ctx and
+// m.Deadline bound enqueueing and waiting; when either ends first, Send
+// returns ctx.Err() (or context.DeadlineExceeded) and m is not sent —
+// unless the write had already begun, in which case Send waits for it and
+// reports its result. The pool does not retain m.Data
 // after Send returns. Send does not allocate.
 func (p *Pool) Send(ctx context.Context, m Message) error {
 	if p.closed.Load() {
