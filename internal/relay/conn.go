@@ -119,7 +119,7 @@ type conn struct {
 	tap     *tapConn                // nil when the pool's client cannot be tapped
 	ctx     context.Context         // lifetime: cancelled when the conn goes down
 	cancel  context.CancelCauseFunc // cancels ctx
-	wctx    context.Context         // ctx without cancellation, for ws calls (see writeMsg)
+	wctx    context.Context         // ctx without cancellation, for ws calls (see writeBatch)
 	started time.Time
 	wtimer  *time.Timer // write overran WriteTimeout: stall
 	ktimer  *time.Timer // stalled write overran StallCloseAfter: close
@@ -683,7 +683,7 @@ func (c *conn) writeKilled() {
 // the conn (the relay stopped reading it, usually because its listener
 // did) rather than failing it, so nothing already written is thrown away:
 // the stalled conn then closes with a handshake, or is closed when that
-// times out. Like writeMsg, it
+// times out. Like writeBatch, it
 // keeps the lifetime ctx's cancellation away from ws: a retiring conn must
 // finish its close handshake, not be cut mid-frame.
 func (c *conn) ping() {
