@@ -43,12 +43,12 @@ func runOpenLoop(ctx context.Context, spec LoadSpec, p *rawPoster, mark func()) 
 type evLoad struct {
 	p     *rawPoster
 	sa    unix.Sockaddr
-	ep    int        // epoll set: the timerfd (data 0) and the connections (data index+1)
-	tfd   int        // the pacing clock, re-armed by each run
-	conns []*evConn  // index = epoll data - 1
-	idle  []*evConn  // connected and not busy
-	queue []evArrive // arrivals waiting for an idle connection
-	max   int        // connections allowed
+	ep    int         // epoll set: the timerfd (data 0) and the connections (data index+1)
+	tfd   int         // the pacing clock, re-armed by each run
+	conns []*evConn   // index = epoll data - 1
+	idle  []*evConn   // connected and not busy
+	queue []time.Time // when the arrivals waiting for an idle connection were due
+	max   int         // connections allowed
 }
 
 // evConn is one keep-alive connection and the request it carries.
@@ -59,8 +59,6 @@ type evConn struct {
 	due, began time.Time
 	busy       bool
 }
-
-type evArrive struct{ due time.Time }
 
 func newEvLoad(p *rawPoster, conns int) (*evLoad, error) {
 	ta, err := net.ResolveTCPAddr("tcp", p.addr)
@@ -124,7 +122,7 @@ func (ev *evLoad) run(ctx context.Context, rate float64, window time.Duration) (
 						break
 					}
 					inflight++
-					ev.queue = append(ev.queue, evArrive{due})
+					ev.queue = append(ev.queue, due)
 				}
 				continue
 			}
@@ -150,15 +148,15 @@ func (ev *evLoad) dispatch(res *loadResult, now time.Time) (failed int) {
 		if c == nil && err == nil {
 			return failed
 		}
-		a := ev.queue[0]
+		due := ev.queue[0]
 		ev.queue = ev.queue[1:]
 		if err != nil { // the dial failed: so does the arrival
 			failed++
 			res.Errors[errKind(err)]++
 			continue
 		}
-		c.due, c.began, c.busy, c.buf = a.due, time.Now(), true, c.buf[:0]
-		if c.began.Sub(a.due) > time.Millisecond {
+		c.due, c.began, c.busy, c.buf = due, time.Now(), true, c.buf[:0]
+		if c.began.Sub(due) > time.Millisecond {
 			res.Late++
 		}
 		if w, err := unix.Write(c.fd, ev.p.req); err != nil || w != len(ev.p.req) {
