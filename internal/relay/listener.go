@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"runtime"
 	"time"
 
 	"github.com/coder/websocket"
@@ -501,6 +502,12 @@ func (s *session) writeLoop() {
 			batch = append(batch[:0], c)
 		case <-s.ctx.Done():
 			return
+		}
+		if s.raw != nil && len(s.sendq) == 0 {
+			// Let handlers that are runnable queue their responses
+			// first: under load they then share this write (and the
+			// relay's read). Returns at once when nothing else runs.
+			runtime.Gosched()
 		}
 	gather:
 		for len(batch) < sendBatch {
