@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
-	"runtime"
 	"time"
 
 	"github.com/coder/websocket"
