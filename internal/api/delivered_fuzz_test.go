@@ -90,3 +90,23 @@ func TestWriteDelivered(t *testing.T) {
 		t.Fatalf("differs from encoding/json: %s", ref)
 	}
 }
+
+// BenchmarkDeliveredAnswer compares the request-mode answer built by hand
+// with the same document through a map and encoding/json.
+func BenchmarkDeliveredAnswer(b *testing.B) {
+	resp := &ListenerResponse{Status: 200, Body: []byte(`{"ok":true}`), Header: http.Header{
+		"Content-Type": {"application/json"}, "Date": {"Mon, 30 Nov 2026 12:00:00 GMT"}, "X-Request-Id": {"4f6c"},
+	}}
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			referenceDelivered(b, "m-1", resp)
+		}
+	})
+	b.Run("by-hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			writeDelivered(httptest.NewRecorder(), "m-1", resp)
+		}
+	})
+}
