@@ -331,8 +331,8 @@ func NewPool(cfg PoolConfig, log *slog.Logger, m Metrics) (*Pool, error) {
 // m.Deadline bound enqueueing and waiting; when either ends first, Send
 // returns ctx.Err() (or context.DeadlineExceeded) and m is not sent —
 // unless the write had already begun, in which case Send waits for it and
-// reports its result. The pool does not retain m.Data
-// after Send returns. Send does not allocate.
+// reports its result. The pool does not retain m.Data after Send returns.
+// Send does not allocate.
 func (p *Pool) Send(ctx context.Context, m Message) error {
 	if p.closed.Load() {
 		p.m.Rejected("closed")
